@@ -1,0 +1,1 @@
+"""Ray actors: the coordinator, workers and source actors, thin over plain managers."""

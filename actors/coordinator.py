@@ -1,0 +1,471 @@
+"""The coordinator: owns the cluster stream (workers, masters, source index, bindings).
+
+It is the one entry point for operations on sources and the cluster, used alike by the
+HTTP API and by driver scripts (`ray.get(coordinator.list_sources.remote())`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from actors.config import NAMESPACE, RuntimeConfig
+from actors.remote import call, get_actor, source_actor_name, worker_actor_name
+from actors.source import SourceActor
+from domain.cluster import ClusterState
+from domain.models import ClusterTopology, Source
+from events.cluster import (
+    CLUSTER_STREAM,
+    ClusterInitialized,
+    MasterRegistered,
+    MasterRemoved,
+    SourceAdded,
+    SourceBound,
+    SourceRemoved,
+    SourceUnbound,
+    TopologySet,
+    WorkerRegistered,
+    WorkerRemoved,
+)
+from events.errors import (
+    API_ERROR,
+    INVALID_STAGE,
+    MASTER_NOT_EXISTS,
+    SOURCE_EXISTS,
+    SOURCE_NOT_EXISTS,
+    WORKER_NOT_EXISTS,
+    WORKER_ONLINE,
+)
+from storage.aggregate import Aggregate
+from storage.eventstore import EventStore
+
+log = logging.getLogger("dmray.coordinator")
+
+OFFLINE, FREE, BOUND, RELAY = "offline", "free", "bound", "relay"
+
+
+class ClusterManager:
+    """Plain state manager behind the coordinator actor."""
+
+    def __init__(self, cfg: RuntimeConfig):
+        self.cfg = cfg
+        self.store = EventStore(cfg.store_url)
+        self.agg = Aggregate(self.store, CLUSTER_STREAM, ClusterState)
+        self._loaded = False
+        self._lock = asyncio.Lock()  # validate → append → apply, one command at a time
+        self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Heartbeats are liveness, not decisions: kept in memory, never in the log.
+        self.last_seen: dict[str, float] = {}
+        self.node_key = ""
+
+    @property
+    def state(self) -> ClusterState:
+        return self.agg.state
+
+    async def ready(self) -> ClusterState:
+        if not self._loaded:
+            async with self._lock:
+                if not self._loaded:
+                    await self.agg.load()
+                    if not self.agg.state.cluster_id:
+                        await self.agg.record(
+                            ClusterInitialized(cluster_id=random.randint(1, 2**53))
+                        )
+                    self._loaded = True
+        return self.agg.state
+
+    # --- workers ------------------------------------------------------------------
+    def online(self, worker: str) -> bool:
+        seen = self.last_seen.get(worker)
+        return seen is not None and time.monotonic() - seen < self.cfg.heartbeat_timeout
+
+    def stage_of(self, worker: str) -> str:
+        if not self.online(worker):
+            return OFFLINE
+        return BOUND if self.state.source_of_worker(worker) else FREE
+
+    async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
+        await self.ready()
+        async with self._lock:
+            existing = self.state.worker_for_slot(node_key, slot)
+            if existing is not None:
+                return existing.name
+            name = self.state.next_worker_name()
+            await self.agg.record(WorkerRegistered(name=name, node_key=node_key, slot=slot,
+                                                   addr=addr))
+            return name
+
+    async def heartbeat(self, worker: str) -> str | None:
+        """Mark the worker alive; answer the source it should serve (None: unknown worker)."""
+        await self.ready()
+        if worker not in self.state.workers:
+            return None
+        was_online = self.online(worker)
+        self.last_seen[worker] = time.monotonic()
+        if not was_online:
+            asyncio.get_running_loop().create_task(self._bind_unbound())
+        return self.state.source_of_worker(worker) or ""
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        return [
+            {"name": w.name, "addr": w.addr, "bound_stage": self.stage_of(w.name),
+             "bound_source_name": self.state.source_of_worker(w.name) or ""}
+            for w in sorted(self.state.workers.values(), key=lambda w: _natural(w.name))
+        ]
+
+    async def remove_worker(self, worker: str) -> None:
+        await self.ready()
+        async with self._lock:
+            if worker not in self.state.workers:
+                raise WORKER_NOT_EXISTS(worker)
+            if self.online(worker):
+                raise WORKER_ONLINE(worker, self.stage_of(worker))
+            source = self.state.source_of_worker(worker)
+            events: list[Any] = []
+            if source:
+                events.append(SourceUnbound(source_name=source, worker_name=worker))
+            events.append(WorkerRemoved(name=worker))
+            await self.agg.record(*events)
+        self.last_seen.pop(worker, None)
+        if source:
+            await self._tell_source(source, "")
+        await self._bind_unbound()
+
+    def free_workers(self) -> list[str]:
+        return [w for w in sorted(self.state.workers, key=_natural)
+                if self.stage_of(w) == FREE]
+
+    async def _bind_unbound(self) -> None:
+        """Give every unbound source a free worker, in name order (DM's scheduler does too)."""
+        async with self._lock:
+            pairs = list(zip(
+                sorted(s for s in self.state.sources if s not in self.state.bindings),
+                self.free_workers(), strict=False,
+            ))
+            await self.agg.record(*[SourceBound(source_name=s, worker_name=w) for s, w in pairs])
+        for s, w in pairs:
+            await self._tell_source(s, w)
+
+    # --- masters ------------------------------------------------------------------
+    async def register_master(self, node_key: str, addr: str) -> str:
+        await self.ready()
+        async with self._lock:
+            existing = self.state.master_for_node(node_key)
+            if existing is not None and existing.addr == addr:
+                return existing.name
+            name = existing.name if existing else self.state.next_master_name()
+            await self.agg.record(MasterRegistered(name=name, node_key=node_key, addr=addr))
+            return name
+
+    async def list_masters(self) -> list[dict[str, Any]]:
+        await self.ready()
+        alive_keys = _alive_node_keys()
+        return [
+            {"name": m.name, "alive": m.node_key in alive_keys,
+             "leader": m.node_key == self.node_key, "addr": m.addr}
+            for m in sorted(self.state.masters.values(), key=lambda m: _natural(m.name))
+        ]
+
+    async def remove_master(self, name: str) -> None:
+        await self.ready()
+        async with self._lock:
+            if name not in self.state.masters:
+                raise MASTER_NOT_EXISTS(name)
+            await self.agg.record(MasterRemoved(name=name))
+
+    # --- cluster info -------------------------------------------------------------
+    async def cluster_info(self) -> dict[str, Any]:
+        st = await self.ready()
+        out: dict[str, Any] = {"cluster_id": st.cluster_id}
+        if st.topology is not None:
+            out["topology"] = st.topology
+        return out
+
+    async def set_topology(self, topology: dict[str, Any]) -> dict[str, Any]:
+        topo = ClusterTopology.model_validate(topology).model_dump(exclude_none=True)
+        await self.ready()
+        async with self._lock:
+            if topo != self.state.topology:
+                await self.agg.record(TopologySet(topology=topo))
+        return await self.cluster_info()
+
+    # --- sources ------------------------------------------------------------------
+    def _source_actor(self, name: str) -> Any:
+        return SourceActor.options(  # type: ignore[attr-defined]
+            name=source_actor_name(name), namespace=NAMESPACE, lifetime="detached",
+            get_if_exists=True,
+        ).remote(name, self.cfg)
+
+    def _require_source(self, name: str) -> None:
+        if name not in self.state.sources:
+            raise SOURCE_NOT_EXISTS(name)
+
+    async def _tell_source(self, source: str, worker: str) -> None:
+        await call(self._source_actor(source).set_worker.remote(worker))
+        if worker:
+            handle = get_actor(worker_actor_name(worker))
+            if handle is not None:
+                handle.assign.remote(source)
+
+    async def create_source(self, request_id: str, source: dict[str, Any],
+                            worker_name: str | None = None) -> dict[str, Any]:
+        src = Source.model_validate(source)
+        name = src.source_name
+        await self.ready()
+        async with self._name_locks[name]:
+            if name in self.state.sources:
+                if self.state.sources[name] == request_id:  # a retry of this very create
+                    return await self.get_source(name)
+                raise SOURCE_EXISTS(name)
+            if worker_name:
+                self._check_free(worker_name)
+            # The source actor verifies the upstream and writes the source's own stream;
+            # the name only counts as taken once the cluster index records it below.
+            view = await call(self._source_actor(name).create.remote(request_id, source))
+            async with self._lock:
+                worker = worker_name or next(iter(self.free_workers()), "")
+                if worker_name:
+                    self._check_free(worker_name)
+                events: list[Any] = [SourceAdded(source_name=name, request_id=request_id)]
+                if worker:
+                    events.append(SourceBound(source_name=name, worker_name=worker))
+                await self.agg.record(*events)
+            if worker:
+                await self._tell_source(name, worker)
+            log.info("source %s added, bound to %s", name, worker or "no worker")
+            return dict(view)
+
+    def _check_free(self, worker: str) -> None:
+        if worker not in self.state.workers:
+            raise WORKER_NOT_EXISTS(worker)
+        stage = self.stage_of(worker)
+        if stage != FREE:
+            raise INVALID_STAGE(worker, stage, BOUND)
+
+    def tasks_of_source(self, name: str) -> list[str]:
+        return []  # tasks arrive with the task actors
+
+    async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
+        await self.ready()
+        self._require_source(name)
+        view = await call(self._source_actor(name).get.remote())
+        if view is None:  # index and stream disagree only mid-create; treat as absent
+            raise SOURCE_NOT_EXISTS(name)
+        view["task_name_list"] = self.tasks_of_source(name)
+        if with_status:
+            view["status_list"] = self.status_list(name)
+        return dict(view)
+
+    async def list_sources(self, with_status: bool = False,
+                           enable_relay: bool | None = None) -> list[dict[str, Any]]:
+        await self.ready()
+        names = sorted(self.state.sources)
+        views = await asyncio.gather(
+            *(call(self._source_actor(n).get.remote()) for n in names)
+        )
+        out = []
+        for name, view in zip(names, views, strict=True):
+            if view is None:
+                continue
+            if enable_relay is not None and bool(
+                    view["relay_config"].get("enable_relay")) != enable_relay:
+                continue
+            view["task_name_list"] = self.tasks_of_source(name)
+            if with_status:
+                view["status_list"] = self.status_list(name)
+            out.append(view)
+        return out
+
+    def status_list(self, name: str) -> list[dict[str, Any]]:
+        worker = self.state.bindings.get(name)
+        if not worker:
+            return [{"source_name": name}]
+        return [{"source_name": name, "worker_name": worker}]
+
+    async def source_status(self, name: str) -> list[dict[str, Any]]:
+        await self.ready()
+        self._require_source(name)
+        return self.status_list(name)
+
+    async def update_source(self, source: dict[str, Any]) -> dict[str, Any]:
+        src = Source.model_validate(source)
+        await self.ready()
+        async with self._name_locks[src.source_name]:
+            self._require_source(src.source_name)
+            await call(self._source_actor(src.source_name).update.remote(source))
+            return await self.get_source(src.source_name)
+
+    async def delete_source(self, name: str, force: bool = False) -> None:
+        await self.ready()
+        async with self._name_locks[name]:
+            self._require_source(name)
+            actor = self._source_actor(name)
+            await call(actor.delete.remote())
+            async with self._lock:
+                events: list[Any] = []
+                worker = self.state.bindings.get(name)
+                if worker:
+                    events.append(SourceUnbound(source_name=name, worker_name=worker))
+                events.append(SourceRemoved(source_name=name))
+                await self.agg.record(*events)
+            if worker:
+                handle = get_actor(worker_actor_name(worker))
+                if handle is not None:
+                    handle.assign.remote("")
+            ray.kill(actor, no_restart=True)
+        await self._bind_unbound()
+
+    async def set_source_enabled(self, name: str, enabled: bool) -> None:
+        await self.ready()
+        async with self._name_locks[name]:
+            self._require_source(name)
+            await call(self._source_actor(name).set_enabled.remote(enabled))
+
+    async def transfer_source(self, name: str, worker: str) -> None:
+        await self.ready()
+        async with self._name_locks[name]:
+            self._require_source(name)
+            if worker not in self.state.workers:
+                raise WORKER_NOT_EXISTS(worker)
+            current = self.state.bindings.get(name)
+            if current == worker:
+                return  # already there: a retried transfer is a no-op
+            async with self._lock:
+                self._check_free(worker)
+                events: list[Any] = []
+                if current:
+                    events.append(SourceUnbound(source_name=name, worker_name=current))
+                events.append(SourceBound(source_name=name, worker_name=worker))
+                await self.agg.record(*events)
+            if current:
+                handle = get_actor(worker_actor_name(current))
+                if handle is not None:
+                    handle.assign.remote("")
+            await self._tell_source(name, worker)
+
+    async def source_schemas(self, name: str) -> list[str]:
+        await self.ready()
+        self._require_source(name)
+        return list(await call(self._source_actor(name).schemas.remote()))
+
+    async def source_tables(self, name: str, schema: str) -> list[str]:
+        await self.ready()
+        self._require_source(name)
+        return list(await call(self._source_actor(name).tables.remote(schema)))
+
+
+def _natural(name: str) -> tuple[str, int]:
+    head = name.rstrip("0123456789")
+    tail = name[len(head):]
+    return head, int(tail) if tail else 0
+
+
+def _alive_node_keys() -> set[str]:
+    keys = set()
+    for n in ray.nodes():
+        if n.get("Alive"):
+            keys.add(n.get("NodeManagerAddress", ""))
+            labels = n.get("Labels") or {}
+            if "dmray-node-key" in labels:
+                keys.add(labels["dmray-node-key"])
+    return keys
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Coordinator:
+    """Named, detached actor; every method is an operation of the driver API."""
+
+    def __init__(self, cfg: RuntimeConfig):
+        self.m = ClusterManager(cfg)
+        from actors.config import node_key
+
+        self.m.node_key = node_key()
+
+    async def ping(self) -> dict[str, Any]:
+        st = await self.m.ready()
+        return {"pid": os.getpid(), "version": self.m.agg.version, "cluster_id": st.cluster_id}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def config(self) -> RuntimeConfig:
+        return self.m.cfg
+
+    # cluster
+    async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
+        return await self.m.register_worker(node_key, slot, addr)
+
+    async def heartbeat(self, worker: str) -> str | None:
+        return await self.m.heartbeat(worker)
+
+    async def list_workers(self) -> list[dict[str, Any]]:
+        await self.m.ready()
+        return self.m.list_workers()
+
+    async def remove_worker(self, worker: str) -> None:
+        await self.m.remove_worker(worker)
+
+    async def register_master(self, node_key: str, addr: str) -> str:
+        return await self.m.register_master(node_key, addr)
+
+    async def list_masters(self) -> list[dict[str, Any]]:
+        return await self.m.list_masters()
+
+    async def remove_master(self, name: str) -> None:
+        await self.m.remove_master(name)
+
+    async def cluster_info(self) -> dict[str, Any]:
+        return await self.m.cluster_info()
+
+    async def set_topology(self, topology: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.set_topology(topology)
+
+    # sources
+    async def create_source(self, request_id: str, source: dict[str, Any],
+                            worker_name: str | None = None) -> dict[str, Any]:
+        return await self.m.create_source(request_id, source, worker_name)
+
+    async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
+        return await self.m.get_source(name, with_status)
+
+    async def list_sources(self, with_status: bool = False,
+                           enable_relay: bool | None = None) -> list[dict[str, Any]]:
+        return await self.m.list_sources(with_status, enable_relay)
+
+    async def update_source(self, source: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.update_source(source)
+
+    async def delete_source(self, name: str, force: bool = False) -> None:
+        await self.m.delete_source(name, force)
+
+    async def enable_source(self, name: str) -> None:
+        await self.m.set_source_enabled(name, True)
+
+    async def disable_source(self, name: str) -> None:
+        await self.m.set_source_enabled(name, False)
+
+    async def source_status(self, name: str) -> list[dict[str, Any]]:
+        return await self.m.source_status(name)
+
+    async def transfer_source(self, name: str, worker: str) -> None:
+        await self.m.transfer_source(name, worker)
+
+    async def source_schemas(self, name: str) -> list[str]:
+        return await self.m.source_schemas(name)
+
+    async def source_tables(self, name: str, schema: str) -> list[str]:
+        return await self.m.source_tables(name, schema)
+
+    async def state(self) -> dict[str, Any]:
+        st = await self.m.ready()
+        return {"version": self.m.agg.version, **st.model_dump()}
+
+
+__all__ = ["API_ERROR", "Coordinator"]

@@ -1,0 +1,109 @@
+"""The cluster stream's state: workers, masters, the source index and bindings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from events.base import DomainEvent, StreamState
+from events.cluster import (
+    ClusterInitialized,
+    MasterRegistered,
+    MasterRemoved,
+    SourceAdded,
+    SourceBound,
+    SourceRemoved,
+    SourceUnbound,
+    TopologySet,
+    WorkerRegistered,
+    WorkerRemoved,
+)
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    node_key: str
+    slot: int
+    addr: str
+
+
+class MasterInfo(BaseModel):
+    name: str
+    node_key: str
+    addr: str
+
+
+class ClusterState(StreamState):
+    state_type = "cluster"
+    state_version = 1
+
+    cluster_id: int = 0
+    topology: dict[str, Any] | None = None
+    workers: dict[str, WorkerInfo] = {}
+    masters: dict[str, MasterInfo] = {}
+    # source name → request id of the create that added it
+    sources: dict[str, str] = {}
+    bindings: dict[str, str] = {}  # source name → worker name
+    # Name counters only grow, so a removed worker's name is never handed out again.
+    worker_seq: int = 0
+    master_seq: int = 0
+
+    def apply(self, ev: DomainEvent) -> None:
+        match ev:
+            case ClusterInitialized():
+                self.cluster_id = ev.cluster_id
+            case TopologySet():
+                self.topology = ev.topology
+            case WorkerRegistered():
+                self.workers[ev.name] = WorkerInfo(name=ev.name, node_key=ev.node_key,
+                                                   slot=ev.slot, addr=ev.addr)
+                self.worker_seq = max(self.worker_seq, _seq(ev.name, "worker"))
+            case WorkerRemoved():
+                self.workers.pop(ev.name, None)
+            case MasterRegistered():
+                self.masters[ev.name] = MasterInfo(name=ev.name, node_key=ev.node_key,
+                                                   addr=ev.addr)
+                self.master_seq = max(self.master_seq, _seq(ev.name, "master"))
+            case MasterRemoved():
+                self.masters.pop(ev.name, None)
+            case SourceAdded():
+                self.sources[ev.source_name] = ev.request_id
+            case SourceRemoved():
+                self.sources.pop(ev.source_name, None)
+                self.bindings.pop(ev.source_name, None)
+            case SourceBound():
+                self.bindings[ev.source_name] = ev.worker_name
+            case SourceUnbound():
+                if self.bindings.get(ev.source_name) == ev.worker_name:
+                    del self.bindings[ev.source_name]
+
+    # --- queries ------------------------------------------------------------------
+    def worker_for_slot(self, node_key: str, slot: int) -> WorkerInfo | None:
+        for w in self.workers.values():
+            if w.node_key == node_key and w.slot == slot:
+                return w
+        return None
+
+    def master_for_node(self, node_key: str) -> MasterInfo | None:
+        for m in self.masters.values():
+            if m.node_key == node_key:
+                return m
+        return None
+
+    def source_of_worker(self, worker: str) -> str | None:
+        for source, w in self.bindings.items():
+            if w == worker:
+                return source
+        return None
+
+    def next_worker_name(self) -> str:
+        return f"worker{self.worker_seq + 1}"
+
+    def next_master_name(self) -> str:
+        return f"master{self.master_seq + 1}"
+
+
+def _seq(name: str, prefix: str) -> int:
+    tail = name.removeprefix(prefix)
+    return int(tail) if tail.isdigit() else 0

@@ -1,0 +1,83 @@
+"""Events of the cluster stream, owned by the coordinator: workers, masters, bindings.
+
+A node is named by its `node_key` (its IP unless configured), not by Ray's node id, which
+changes every time Ray starts: a restarted server finds its workers under the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.base import DomainEvent, event
+
+CLUSTER_STREAM = "cluster"
+
+
+@event
+class ClusterInitialized(DomainEvent):
+    event_type = "cluster.initialized"
+    cluster_id: int
+
+
+@event
+class TopologySet(DomainEvent):
+    event_type = "cluster.topology_set"
+    topology: dict[str, Any]
+
+
+@event
+class MasterRegistered(DomainEvent):
+    event_type = "cluster.master_registered"
+    name: str
+    node_key: str
+    addr: str
+
+
+@event
+class MasterRemoved(DomainEvent):
+    event_type = "cluster.master_removed"
+    name: str
+
+
+@event
+class WorkerRegistered(DomainEvent):
+    event_type = "cluster.worker_registered"
+    name: str
+    node_key: str
+    slot: int
+    addr: str
+
+
+@event
+class WorkerRemoved(DomainEvent):
+    event_type = "cluster.worker_removed"
+    name: str
+
+
+@event
+class SourceAdded(DomainEvent):
+    """A source joined the cluster's index; request_id makes a retried create idempotent."""
+
+    event_type = "cluster.source_added"
+    source_name: str
+    request_id: str
+
+
+@event
+class SourceRemoved(DomainEvent):
+    event_type = "cluster.source_removed"
+    source_name: str
+
+
+@event
+class SourceBound(DomainEvent):
+    event_type = "cluster.source_bound"
+    source_name: str
+    worker_name: str
+
+
+@event
+class SourceUnbound(DomainEvent):
+    event_type = "cluster.source_unbound"
+    source_name: str
+    worker_name: str

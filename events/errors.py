@@ -1,0 +1,159 @@
+"""The one error family of dmray, shaped like DM's terror (code, class, scope, level).
+
+Every layer raises `DMError`; library errors are translated at the boundary where
+they are caught (driver errors → 10001, store conflicts → their own codes), so the
+API can always render `[code=…:class=…:scope=…:level=…], Message: …`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrScope(StrEnum):
+    NOT_SET = "not-set"
+    UPSTREAM = "upstream"
+    DOWNSTREAM = "downstream"
+    INTERNAL = "internal"
+
+
+class ErrLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+# Class names by code range, as DM's terror assigns them.
+_CLASS_BY_RANGE: tuple[tuple[int, str], ...] = (
+    (49001, "openapi"),
+    (46001, "scheduler"),
+    (44001, "schema-tracker"),
+    (40001, "dm-worker"),
+    (38001, "dm-master"),
+    (36001, "sync-unit"),
+    (34001, "load-unit"),
+    (32001, "dump-unit"),
+    (30001, "relay-unit"),
+    (28001, "relay-event-lib"),
+    (26001, "task-check"),
+    (24001, "checkpoint"),
+    (22001, "binlog-op"),
+    (20001, "config"),
+    (10001, "database"),
+)
+
+
+def class_of(code: int) -> str:
+    for start, name in _CLASS_BY_RANGE:
+        if code >= start:
+            return name
+    return "not-set"
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A catalogue entry: the fixed part of an error, its message a format string."""
+
+    code: int
+    message: str
+    scope: ErrScope = ErrScope.INTERNAL
+    level: ErrLevel = ErrLevel.MEDIUM
+    workaround: str = ""
+
+    @property
+    def cls(self) -> str:
+        return class_of(self.code)
+
+    def __call__(self, *args: object, cause: str = "", workaround: str | None = None) -> DMError:
+        return DMError(
+            self,
+            self.message.format(*args) if args else self.message,
+            cause=cause,
+            workaround=self.workaround if workaround is None else workaround,
+        )
+
+
+# `password=…` / `pwd=…` assignments and the password part of a URL; MySQL's own
+# "(using password: YES)" carries no secret and is kept, users know it well.
+_ASSIGN_RE = re.compile(r"\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s,;&)]+)",
+                        re.IGNORECASE)
+_URL_RE = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove passwords from a message meant for users or logs: known secrets verbatim,
+    and anything shaped like a password assignment or a URL's password."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "******")
+    text = _ASSIGN_RE.sub(r"\1\2******", text)
+    return _URL_RE.sub(r"\1******\3", text)
+
+
+class DMError(Exception):
+    """An error with DM's code/class/scope/level; what the API and the logs show."""
+
+    def __init__(self, code: ErrorCode, message: str, cause: str = "", workaround: str = ""):
+        super().__init__(message)
+        self.error_code = code
+        self.message = message
+        self.cause = scrub(cause)
+        self.workaround = workaround
+
+    @property
+    def code(self) -> int:
+        return self.error_code.code
+
+    def __str__(self) -> str:
+        ec = self.error_code
+        text = (
+            f"[code={ec.code}:class={ec.cls}:scope={ec.scope.value}:level={ec.level.value}], "
+            f"Message: {self.message}"
+        )
+        if self.cause:
+            text += f", RawCause: {self.cause}"
+        if self.workaround:
+            text += f", Workaround: {self.workaround}"
+        return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Ray pickles exceptions across processes; keep every field.
+        return (DMError, (self.error_code, self.message, self.cause, self.workaround))
+
+
+# --- The catalogue: DM's codes that dmray returns. --------------------------------------
+DB_DRIVER = ErrorCode(10001, "database driver error", ErrScope.NOT_SET, ErrLevel.HIGH,
+                      "Please check the database connection and the database config in "
+                      "configuration file.")
+CONFIG_INVALID = ErrorCode(20001, "{}", ErrScope.INTERNAL, ErrLevel.MEDIUM)
+META_NOT_SET = ErrorCode(20022, "must set meta for task-mode {}", ErrScope.INTERNAL,
+                         ErrLevel.MEDIUM,
+                         "Please check the `meta` config in task configuration file.")
+TEMPLATE_EXISTS = ErrorCode(20050, "task template {} already exists")
+TEMPLATE_NOT_EXISTS = ErrorCode(20051, "task template {} not exists")
+PRECHECK_FAILED = ErrorCode(26005, "fail to check synchronization configuration with type: "
+                                   "{}")
+SOURCE_DISABLED = ErrorCode(38058, "can not start task {}: source {} is disabled")
+NO_SOURCE_IN_WORKER = ErrorCode(40070, "no mysql source is being handled in the worker")
+WORKER_NOT_EXISTS = ErrorCode(46004, "dm-worker with name {} not exists")
+WORKER_ONLINE = ErrorCode(46005, "dm-worker with name {} for stage {} still online, must shut "
+                                 "it down first")
+INVALID_STAGE = ErrorCode(46006, "invalid stage transformation for dm-worker {}, "
+                                 "from {} to {}")
+SOURCE_EXISTS = ErrorCode(46007, "source config with ID {} already exists")
+SOURCE_NOT_EXISTS = ErrorCode(46008, "source config with ID {} not exists")
+SOURCE_HAS_TASKS = ErrorCode(46010, "source {} is used by tasks {}",
+                             workaround="Please stop and delete the tasks first, or use force.")
+SUBTASK_EXISTS = ErrorCode(46014, "subtasks with name {} for sources {} already exist")
+TASK_NOT_EXISTS = ErrorCode(46018, "task with name {} not exist",
+                            workaround="Please use `query-status` command to see tasks.")
+TRANSFER_NEEDS_SYNC = ErrorCode(46019, "source {} has running task {} not in Sync unit")
+MASTER_NOT_EXISTS = ErrorCode(46023, "dm-master with name {} not exists")
+SOURCE_UPDATE_REFUSED = ErrorCode(46025, "source {} can only be updated when relay is disabled "
+                                         "and no task is running, running tasks: {}")
+SUBTASK_RUNNING = ErrorCode(46035, "subtask of task {} is running, can not update")
+API_ERROR = ErrorCode(49001, "{}", ErrScope.INTERNAL, ErrLevel.HIGH)
+STORE_CONFLICT = ErrorCode(49001, "concurrent update of {}, please retry", ErrScope.INTERNAL,
+                           ErrLevel.MEDIUM)

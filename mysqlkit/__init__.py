@@ -1,0 +1,1 @@
+"""Ray-free MySQL/MariaDB helpers: connections, server checks, SQL quoting."""

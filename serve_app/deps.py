@@ -1,0 +1,23 @@
+"""Request dependencies: the coordinator handle, looked up once per replica."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import ray
+from fastapi import Depends
+
+from actors.config import NAMESPACE
+from actors.remote import COORDINATOR
+
+_handle: Any = None
+
+
+def get_coordinator() -> Any:
+    global _handle
+    if _handle is None:
+        _handle = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
+    return _handle
+
+
+CoordinatorDep = Annotated[Any, Depends(get_coordinator)]

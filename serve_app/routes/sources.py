@@ -1,0 +1,126 @@
+"""/sources: create, read, update, delete, enable/disable, status, transfer, schemas."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from actors.remote import call
+from domain.models import (
+    CreateSourceRequest,
+    Source,
+    SourceStatus,
+    UpdateSourceRequest,
+    WorkerNameRequest,
+)
+from events.errors import SOURCE_NOT_EXISTS, DMError
+from serve_app.deps import CoordinatorDep
+from serve_app.errors import NotFound
+
+router = APIRouter(prefix="/sources", tags=["source"])
+
+
+class GetSourceListResponse(BaseModel):
+    total: int
+    data: list[Source]
+
+
+class GetSourceStatusResponse(BaseModel):
+    total: int
+    data: list[SourceStatus]
+
+
+def _plain(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_none=True)
+
+
+@router.post("", status_code=201, response_model=Source, response_model_exclude_none=True,
+             operation_id="DMAPICreateSource")
+async def create_source(req: CreateSourceRequest, coordinator: CoordinatorDep) -> Any:
+    # One id per HTTP request: if Ray retries the call, the coordinator sees the same id.
+    request_id = uuid.uuid4().hex
+    return await call(coordinator.create_source.remote(request_id, _plain(req.source),
+                                                       req.worker_name))
+
+
+@router.get("", response_model=GetSourceListResponse, response_model_exclude_none=True,
+            operation_id="DMAPIGetSourceList")
+async def list_sources(coordinator: CoordinatorDep, with_status: bool = False,
+                       enable_relay: bool | None = None) -> Any:
+    data = await call(coordinator.list_sources.remote(with_status, enable_relay))
+    return {"total": len(data), "data": data}
+
+
+@router.get("/{source_name}", response_model=Source, response_model_exclude_none=True,
+            operation_id="DMAPIGetSource")
+async def get_source(source_name: str, coordinator: CoordinatorDep,
+                     with_status: bool = False) -> Any:
+    try:
+        return await call(coordinator.get_source.remote(source_name, with_status))
+    except DMError as err:
+        if err.code == SOURCE_NOT_EXISTS.code:
+            raise NotFound() from None
+        raise
+
+
+@router.put("/{source_name}", response_model=Source, response_model_exclude_none=True,
+            operation_id="DMAPIUpdateSource")
+async def update_source(source_name: str, req: UpdateSourceRequest,
+                        coordinator: CoordinatorDep) -> Any:
+    # The path names the source; a body naming another is a mistake, not a rename.
+    body = _plain(req.source)
+    if body["source_name"] != source_name:
+        from events.errors import API_ERROR
+
+        raise API_ERROR(f"source name in body {body['source_name']!r} does not match "
+                        f"the path {source_name!r}")
+    return await call(coordinator.update_source.remote(body))
+
+
+@router.delete("/{source_name}", status_code=204, operation_id="DMAPIDeleteSource")
+async def delete_source(source_name: str, coordinator: CoordinatorDep,
+                        force: bool = False) -> Response:
+    await call(coordinator.delete_source.remote(source_name, force))
+    return Response(status_code=204)
+
+
+@router.post("/{source_name}/enable", operation_id="DMAPIEnableSource")
+async def enable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.enable_source.remote(source_name))
+    return Response(status_code=200)
+
+
+@router.post("/{source_name}/disable", operation_id="DMAPIDisableSource")
+async def disable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.disable_source.remote(source_name))
+    return Response(status_code=200)
+
+
+@router.get("/{source_name}/status", response_model=GetSourceStatusResponse,
+            response_model_exclude_none=True, operation_id="DMAPIGetSourceStatus")
+async def source_status(source_name: str, coordinator: CoordinatorDep) -> Any:
+    data = await call(coordinator.source_status.remote(source_name))
+    return {"total": len(data), "data": data}
+
+
+@router.post("/{source_name}/transfer", operation_id="DMAPITransferSource")
+async def transfer_source(source_name: str, req: WorkerNameRequest,
+                          coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.transfer_source.remote(source_name, req.worker_name))
+    return Response(status_code=200)
+
+
+@router.get("/{source_name}/schemas", response_model=list[str],
+            operation_id="DMAPIGetSourceSchemaList")
+async def source_schemas(source_name: str, coordinator: CoordinatorDep) -> Any:
+    return await call(coordinator.source_schemas.remote(source_name))
+
+
+@router.get("/{source_name}/schemas/{schema_name}", response_model=list[str],
+            operation_id="DMAPIGetSourceTableList")
+async def source_tables(source_name: str, schema_name: str,
+                        coordinator: CoordinatorDep) -> Any:
+    return await call(coordinator.source_tables.remote(source_name, schema_name))

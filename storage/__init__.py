@@ -1,0 +1,1 @@
+"""Persistence without Ray: the event log, stream-backed state, secrets."""

@@ -1,0 +1,90 @@
+"""One real local Ray instance per test session, with the dmray server started on it once.
+
+The API listens on a free port (never 8261, which a developer's own server may hold);
+heartbeats are fast so that offline workers show up within a few seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    """A free port below the kernel's ephemeral range: a port the kernel hands out can be
+    taken a moment later by a Ray process (its dashboard agent defaults to 52365)."""
+    for _ in range(200):
+        port = random.randint(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+@dataclass
+class DMServer:
+    base_url: str
+    data_dir: str
+    coordinator: Any
+    cfg: Any
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    from actors.config import NAMESPACE
+
+    ray.init(address="local", namespace=NAMESPACE, num_cpus=2, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dm_server(ray_session: None) -> Iterator[DMServer]:
+    from actors.config import RuntimeConfig
+    from serve_app import server
+
+    data_dir = tempfile.mkdtemp(prefix="dmray-test-data-")
+    cfg = RuntimeConfig.build(data_dir, port=free_port(), heartbeat_interval=0.5,
+                              heartbeat_timeout=3.0)
+    coordinator = server.start(cfg, host="127.0.0.1")
+    srv = DMServer(f"http://127.0.0.1:{cfg.port}", data_dir, coordinator, cfg)
+    _wait_workers_online(srv, 2)
+    yield srv
+
+
+def _wait_workers_online(srv: DMServer, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    with srv.client() as c:
+        while time.monotonic() < deadline:
+            r = c.get("/cluster/workers")
+            if r.status_code == 200:
+                online = [w for w in r.json()["data"] if w["bound_stage"] != "offline"]
+                if len(online) >= count:
+                    return
+            time.sleep(0.3)
+    raise AssertionError(f"{count} workers did not come online in {timeout} s")
+
+
+@pytest.fixture
+def api(dm_server: DMServer) -> Iterator[httpx.Client]:
+    with dm_server.client() as c:
+        yield c
