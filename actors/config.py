@@ -22,10 +22,12 @@ class RuntimeConfig(BaseModel):
     heartbeat_timeout: float = 10.0
 
     @classmethod
-    def build(cls, data_dir: str | Path, store_url: str | None = None, **kw: object) -> RuntimeConfig:
+    def build(cls, data_dir: str | Path, store_url: str | None = None,
+              **kw: object) -> RuntimeConfig:
         d = Path(data_dir).expanduser().resolve()
         d.mkdir(parents=True, exist_ok=True)
-        return cls(data_dir=str(d), store_url=store_url or sqlite_url(d), **kw)  # type: ignore[arg-type]
+        return cls.model_validate({"data_dir": str(d),
+                                   "store_url": store_url or sqlite_url(d), **kw})
 
 
 def node_key() -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -40,6 +41,7 @@ from events.errors import (
     MASTER_NOT_EXISTS,
     SOURCE_EXISTS,
     SOURCE_NOT_EXISTS,
+    SOURCE_UPDATE_REFUSED,
     WORKER_NOT_EXISTS,
     WORKER_ONLINE,
 )
@@ -64,6 +66,15 @@ class ClusterManager:
         # Heartbeats are liveness, not decisions: kept in memory, never in the log.
         self.last_seen: dict[str, float] = {}
         self.node_key = ""
+        # Source views as their actors last answered. Every write to a source goes through
+        # here, so the cache stays exact, and a list of sources costs no call per source.
+        self._views: dict[str, dict[str, Any]] = {}
+        # The read model API replicas follow (see read_model): what GET endpoints answer.
+        self._epoch = uuid.uuid4().hex  # a new incarnation restarts the version count
+        self._model: dict[str, Any] | None = None
+        self._model_version = 0
+        self._model_changed = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> ClusterState:
@@ -79,7 +90,57 @@ class ClusterManager:
                             ClusterInitialized(cluster_id=random.randint(1, 2**53))
                         )
                     self._loaded = True
+        if self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
         return self.agg.state
+
+    # --- read model ---------------------------------------------------------------
+    async def build_model(self) -> dict[str, Any]:
+        names = sorted(self.state.sources)
+        views = await asyncio.gather(*(self._view(n) for n in names))
+        sources = {}
+        for name, view in zip(names, views, strict=True):
+            if view is not None:
+                view["task_name_list"] = self.tasks_of_source(name)
+                view["status_list"] = self.status_list(name)
+                sources[name] = view
+        return {"workers": self.list_workers(), "sources": sources}
+
+    async def publish(self) -> None:
+        """Publish the read model if it changed; wakes every follower's long poll."""
+        model = await self.build_model()
+        if model != self._model:
+            self._model, self._model_version = model, self._model_version + 1
+            self._model_changed.set()
+            self._model_changed = asyncio.Event()
+
+    async def _publish_loop(self) -> None:
+        # Liveness changes with time alone (a heartbeat that stops coming), so look
+        # regularly; writes publish at once through `publish()`.
+        while True:
+            try:
+                await self.publish()
+            except Exception as exc:  # a source actor restarting; next round retries
+                log.debug("publishing the read model failed: %s", type(exc).__name__)
+            await asyncio.sleep(0.25)
+
+    async def read_model(self, known: list[Any] | None,
+                         wait_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
+        """Long poll: answer at once when `known` ([epoch, version]) is not the current
+        model, else when the model changes or `wait_s` passes."""
+        await self.ready()
+        if known is None:
+            await self.publish()
+        elif known == [self._epoch, self._model_version] and self._model is not None:
+            changed = self._model_changed
+            try:
+                await asyncio.wait_for(changed.wait(), wait_s)
+            except TimeoutError:
+                pass
+        if self._model is None:
+            await self.publish()
+        assert self._model is not None
+        return [self._epoch, self._model_version], self._model
 
     # --- workers ------------------------------------------------------------------
     def online(self, worker: str) -> bool:
@@ -207,6 +268,15 @@ class ClusterManager:
         if name not in self.state.sources:
             raise SOURCE_NOT_EXISTS(name)
 
+    async def _view(self, name: str, refresh: bool = False) -> dict[str, Any] | None:
+        if refresh or name not in self._views:
+            view = await call(self._source_actor(name).get.remote())
+            if view is None:
+                self._views.pop(name, None)
+                return None
+            self._views[name] = view
+        return dict(self._views[name])
+
     async def _tell_source(self, source: str, worker: str) -> None:
         await call(self._source_actor(source).set_worker.remote(worker))
         if worker:
@@ -229,6 +299,7 @@ class ClusterManager:
             # The source actor verifies the upstream and writes the source's own stream;
             # the name only counts as taken once the cluster index records it below.
             view = await call(self._source_actor(name).create.remote(request_id, source))
+            self._views[name] = dict(view)
             async with self._lock:
                 worker = worker_name or next(iter(self.free_workers()), "")
                 if worker_name:
@@ -252,10 +323,13 @@ class ClusterManager:
     def tasks_of_source(self, name: str) -> list[str]:
         return []  # tasks arrive with the task actors
 
+    def running_tasks_of_source(self, name: str) -> list[str]:
+        return []
+
     async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
         await self.ready()
         self._require_source(name)
-        view = await call(self._source_actor(name).get.remote())
+        view = await self._view(name)
         if view is None:  # index and stream disagree only mid-create; treat as absent
             raise SOURCE_NOT_EXISTS(name)
         view["task_name_list"] = self.tasks_of_source(name)
@@ -267,9 +341,7 @@ class ClusterManager:
                            enable_relay: bool | None = None) -> list[dict[str, Any]]:
         await self.ready()
         names = sorted(self.state.sources)
-        views = await asyncio.gather(
-            *(call(self._source_actor(n).get.remote()) for n in names)
-        )
+        views = await asyncio.gather(*(self._view(n) for n in names))
         out = []
         for name, view in zip(names, views, strict=True):
             if view is None:
@@ -299,7 +371,12 @@ class ClusterManager:
         await self.ready()
         async with self._name_locks[src.source_name]:
             self._require_source(src.source_name)
-            await call(self._source_actor(src.source_name).update.remote(source))
+            current = await self.get_source(src.source_name)
+            running = self.running_tasks_of_source(src.source_name)
+            if current["relay_config"].get("enable_relay") or running:
+                raise SOURCE_UPDATE_REFUSED(src.source_name, running)
+            self._views[src.source_name] = await call(
+                self._source_actor(src.source_name).update.remote(source))
             return await self.get_source(src.source_name)
 
     async def delete_source(self, name: str, force: bool = False) -> None:
@@ -308,6 +385,7 @@ class ClusterManager:
             self._require_source(name)
             actor = self._source_actor(name)
             await call(actor.delete.remote())
+            self._views.pop(name, None)
             async with self._lock:
                 events: list[Any] = []
                 worker = self.state.bindings.get(name)
@@ -327,6 +405,7 @@ class ClusterManager:
         async with self._name_locks[name]:
             self._require_source(name)
             await call(self._source_actor(name).set_enabled.remote(enabled))
+            await self._view(name, refresh=True)
 
     async def transfer_source(self, name: str, worker: str) -> None:
         await self.ready()
@@ -462,6 +541,10 @@ class Coordinator:
 
     async def source_tables(self, name: str, schema: str) -> list[str]:
         return await self.m.source_tables(name, schema)
+
+    async def read_model(self, known: list[Any] | None,
+                         wait_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
+        return await self.m.read_model(known, wait_s)
 
     async def state(self) -> dict[str, Any]:
         st = await self.m.ready()

@@ -39,8 +39,9 @@ class WorkerActor:
             try:
                 if coordinator is None:
                     coordinator = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
-                answer = ray.get(coordinator.heartbeat.remote(self.name),
-                                 timeout=max(self.cfg.heartbeat_interval * 3, 3.0))
+                ref: Any = coordinator.heartbeat.remote(self.name)
+                answer: str | None = ray.get(
+                    ref, timeout=max(self.cfg.heartbeat_interval * 3, 3.0))
             except Exception as exc:  # the coordinator may be restarting: try again
                 log.debug("heartbeat of %s failed: %s", self.name, type(exc).__name__)
                 coordinator = None

@@ -30,6 +30,7 @@ _CLASS_BY_RANGE: tuple[tuple[int, str], ...] = (
     (49001, "openapi"),
     (46001, "scheduler"),
     (44001, "schema-tracker"),
+    (42001, "dm-tracer"),
     (40001, "dm-worker"),
     (38001, "dm-master"),
     (36001, "sync-unit"),
@@ -41,6 +42,7 @@ _CLASS_BY_RANGE: tuple[tuple[int, str], ...] = (
     (24001, "checkpoint"),
     (22001, "binlog-op"),
     (20001, "config"),
+    (11001, "functional"),
     (10001, "database"),
 )
 

@@ -36,17 +36,19 @@ app = build_app()
 
 
 @serve.deployment(name="dmray-api", ray_actor_options={"num_cpus": 0},
-                  max_ongoing_requests=200)
+                  max_ongoing_requests=200,
+                  # An access log line per request costs more CPU than the request.
+                  logging_config={"enable_access_log": False, "log_level": "WARNING"})
 @serve.ingress(app)
 class DMApi:
     """Each replica registers its node as a DM master (API node) with the coordinator."""
 
     def __init__(self, port: int):
         from actors.bootstrap import register_master
-        from serve_app.deps import get_coordinator
+        from serve_app.deps import coordinator_handle
 
         try:
-            self.master = register_master(get_coordinator(), port)
+            self.master = register_master(coordinator_handle(), port)
         except Exception as exc:  # the API still serves; the coordinator may be restarting
             log.warning("could not register master: %s", type(exc).__name__)
             self.master = ""

@@ -27,7 +27,7 @@ def serve(
     host: Annotated[str, typer.Option(help="HTTP listen address")] = "0.0.0.0",
     address: Annotated[str | None, typer.Option(
         help="join this Ray cluster (e.g. auto, or ip:6379) instead of starting one")] = None,
-    store_url: Annotated[str | None, typer.Option(
+    store_url: Annotated[str | None, typer.Option(envvar="DMRAY_STORE_URL",
         help="event store URL, e.g. mysql+asyncmy://user:pw@host:3306/dmray "
              "(default: SQLite in the data dir)")] = None,
     workers_per_node: Annotated[int, typer.Option(help="DM workers started on this node")] = 2,
@@ -49,6 +49,24 @@ def serve(
     done.wait()
     console.print("stopping dmray")
     server.stop(owns_ray)
+
+
+@app.command()
+def join(
+    address: Annotated[str, typer.Option(help="the Ray cluster running dmray")] = "auto",
+    workers_per_node: Annotated[int | None, typer.Option(
+        help="DM workers to start on this node (default: the server's setting)")] = None,
+) -> None:
+    """Start this node's DM workers on a Ray cluster where `dmray serve` runs (for `ray up`
+    worker nodes). The workers are detached actors: this command returns once they run."""
+    import ray
+
+    from actors.bootstrap import connect, start_local_workers
+
+    coordinator = connect(address)
+    cfg = ray.get(coordinator.config.remote())
+    names = start_local_workers(coordinator, cfg, workers_per_node)
+    console.print(f"[green]dmray[/] workers on this node: {', '.join(names)}")
 
 
 def main() -> None:

@@ -13,11 +13,16 @@ from actors.remote import COORDINATOR
 _handle: Any = None
 
 
-def get_coordinator() -> Any:
+def coordinator_handle() -> Any:
     global _handle
     if _handle is None:
         _handle = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
     return _handle
+
+
+async def get_coordinator() -> Any:
+    # async: FastAPI runs a plain-def dependency in a thread pool, a thread hop per request.
+    return coordinator_handle()
 
 
 CoordinatorDep = Annotated[Any, Depends(get_coordinator)]

@@ -8,6 +8,8 @@ follow everything after a point. Snapshots are kept one per stream (the latest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -129,13 +132,28 @@ class EventStore:
                             await conn.run_sync(metadata.create_all, checkfirst=True)
                         break
                     except OperationalError as exc:
+                        errno = _mysql_errno(exc)
+                        if errno == 1049 and attempt < 2:  # unknown database: create it
+                            await self._create_database()
+                            continue
                         # Processes starting together on a fresh MySQL database race between
                         # create_all's check and its CREATE TABLE (1050 "already exists"):
                         # the other one created it, so check again.
-                        if _mysql_errno(exc) != 1050 or attempt == 2:
+                        if errno != 1050 or attempt == 2:
                             raise
                 self._ready = True
         return self
+
+    async def _create_database(self) -> None:
+        url = make_url(self.url)
+        server = create_async_engine(url.set(database=""))
+        try:
+            async with server.begin() as conn:
+                name = str(url.database).replace("`", "``")
+                await conn.exec_driver_sql(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        finally:
+            await server.dispose()
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -187,33 +205,31 @@ class EventStore:
             "data": snap.data,
             "recorded_at": _now(),
         }
+        # Look before writing: on MySQL an UPDATE of a missing row takes a gap lock, and
+        # concurrent first saves (even of different streams) then deadlock on their INSERTs.
         # A snapshot is only a cache: after a few lost races the save is dropped.
         for _ in range(5):
             try:
                 async with self.engine.begin() as conn:
-                    updated = await conn.execute(
-                        snapshots_table.update()
-                        .where(snapshots_table.c.stream_id == snap.stream_id)
-                        .where(snapshots_table.c.version <= snap.version)
-                        .values(**values)
+                    exists = await conn.scalar(
+                        select(func.count()).where(snapshots_table.c.stream_id == snap.stream_id)
                     )
-                    if updated.rowcount == 0:
-                        exists = await conn.scalar(
-                            select(func.count())
+                    if exists:
+                        await conn.execute(
+                            snapshots_table.update()
                             .where(snapshots_table.c.stream_id == snap.stream_id)
+                            .where(snapshots_table.c.version <= snap.version)
+                            .values(**values)
                         )
-                        if not exists:
-                            await conn.execute(
-                                snapshots_table.insert().values(stream_id=snap.stream_id,
-                                                                **values)
-                            )
+                    else:
+                        await conn.execute(
+                            snapshots_table.insert().values(stream_id=snap.stream_id, **values)
+                        )
                 return
             except IntegrityError:
                 continue  # a concurrent save inserted first: update it if ours is newer
             except OperationalError as exc:
-                # MySQL: first saves of streams that share an index gap deadlock on the
-                # UPDATE's gap locks; the whole transaction is rolled back, so start over.
-                if _mysql_errno(exc) not in (1213, 1205):
+                if _mysql_errno(exc) not in (1213, 1205):  # deadlock / lock wait: retry
                     raise
 
     # --- reading -------------------------------------------------------------------
@@ -285,9 +301,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) instead of pysqlite's own.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # WAL is kept in the file, so one successful switch is enough. The switch needs an
+    # exclusive lock and does not wait for it: when processes open a new file together,
+    # the others get "database is locked" here while one of them switches it.
+    with contextlib.suppress(sqlite3.OperationalError):
+        cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
 
 

@@ -8,6 +8,7 @@ data dir), or sources created elsewhere cannot be decrypted.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -29,13 +30,19 @@ def load_key(data_dir: str | Path) -> bytes:
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
-    # O_EXCL: two processes starting together must not each write a different key.
+    # Two processes starting together must not each write a different key, nor read the
+    # other's file before its key is in it: write a private (0600) temp file, then link it
+    # into place, which fails if another process got there first.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{KEY_FILE}.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+    finally:
+        os.unlink(tmp)
     return key
 
 

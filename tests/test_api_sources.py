@@ -246,3 +246,14 @@ def test_schemas_and_tables(clean: httpx.Client, source1: MariaDBServer) -> None
     assert api.get("/sources/sch/schemas/no_such_db").json() == []
     assert_dm_error(api.get("/sources/nosrc/schemas"), 46008, "nosrc")
     assert_dm_error(api.get("/sources/nosrc/schemas/x"), 46008, "nosrc")
+
+
+def test_update_refused_while_relay_enabled(clean: httpx.Client, source1: MariaDBServer) -> None:
+    api = clean
+    body = source_body(source1, "relayed", relay_config={"enable_relay": True,
+                                                        "relay_dir": "./relay"})
+    r = api.post("/sources", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["relay_config"]["enable_relay"] is True
+    assert api.get("/sources", params={"enable_relay": True}).json()["total"] == 1
+    assert_dm_error(api.put("/sources/relayed", json=body), 46025, "relayed")

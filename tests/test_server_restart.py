@@ -11,22 +11,26 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.api import source_body
 from tests.support.fixtures_ray import free_port
 from tests.support.mariadb import MariaDBServer
 
 
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, log: Path,
+                 store_url: str | None) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    store = ["--store-url", store_url] if store_url else []
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "serve_app.cli", "serve", "--data-dir", str(data_dir),
-             "--port", str(port), "--host", "127.0.0.1", "--num-cpus", "1"],
+             "--port", str(port), "--host", "127.0.0.1", "--num-cpus", "1", *store],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 
@@ -69,12 +73,20 @@ def observe(base: str) -> dict[str, Any]:
         }
 
 
+@pytest.mark.parametrize("store", ["sqlite", "mariadb"])
 def test_restart_whole_server(tmp_path: Path, source1: MariaDBServer,
-                              source2: MariaDBServer) -> None:
+                              source2: MariaDBServer, target: MariaDBServer,
+                              store: str) -> None:
+    """Embedded SQLite log, and the server mode's shared MariaDB log (database created on
+    first start)."""
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+    store_url = None
+    if store == "mariadb":
+        db = f"dmray_log_{uuid.uuid4().hex[:8]}"
+        store_url = target.url(db)
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
-    proc = start_server(data_dir, port, log)
+    proc = start_server(data_dir, port, log, store_url)
     try:
         wait_ready(base, proc, log)
         with httpx.Client(base_url=base, timeout=30) as c:
@@ -88,9 +100,13 @@ def test_restart_whole_server(tmp_path: Path, source1: MariaDBServer,
         before = observe(base)
     finally:
         stop_server(proc)
-    assert (data_dir / "events.sqlite3").exists()
+    if store_url is None:
+        assert (data_dir / "events.sqlite3").exists()
+    else:
+        assert not (data_dir / "events.sqlite3").exists()
+        assert target.query(f"SELECT COUNT(*) FROM `{db}`.dmray_events")[0][0] >= 6
 
-    proc = start_server(data_dir, port, log)
+    proc = start_server(data_dir, port, log, store_url)
     try:
         wait_ready(base, proc, log)
         after = observe(base)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from actors.remote import call
 from domain.models import ClusterInfo, ClusterMaster, ClusterTopology, ClusterWorker
 from serve_app.deps import CoordinatorDep
+from serve_app.readmodel import read_model
 
 router = APIRouter(prefix="/cluster", tags=["cluster"])
 
@@ -53,7 +54,7 @@ async def delete_master(master_name: str, coordinator: CoordinatorDep) -> Respon
 @router.get("/workers", response_model=GetClusterWorkerListResponse,
             operation_id="DMAPIGetClusterWorkerList")
 async def list_workers(coordinator: CoordinatorDep) -> Any:
-    data = await call(coordinator.list_workers.remote())
+    data = (await read_model.current())["workers"]
     return {"total": len(data), "data": data}
 
 
@@ -61,4 +62,6 @@ async def list_workers(coordinator: CoordinatorDep) -> Any:
                operation_id="DMAPIOfflineWorkerNode")
 async def delete_worker(worker_name: str, coordinator: CoordinatorDep) -> Response:
     await call(coordinator.remove_worker.remote(worker_name))
+    await read_model.refresh()
     return Response(status_code=204)
+

@@ -16,9 +16,10 @@ from domain.models import (
     UpdateSourceRequest,
     WorkerNameRequest,
 )
-from events.errors import SOURCE_NOT_EXISTS, DMError
+from events.errors import API_ERROR, SOURCE_NOT_EXISTS
 from serve_app.deps import CoordinatorDep
 from serve_app.errors import NotFound
+from serve_app.readmodel import read_model
 
 router = APIRouter(prefix="/sources", tags=["source"])
 
@@ -37,20 +38,34 @@ def _plain(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_none=True)
 
 
+def _shown(view: dict[str, Any], with_status: bool) -> dict[str, Any]:
+    return view if with_status else {k: v for k, v in view.items() if k != "status_list"}
+
+
+async def _model_source(name: str) -> dict[str, Any] | None:
+    sources: dict[str, dict[str, Any]] = (await read_model.current())["sources"]
+    return sources.get(name)
+
+
 @router.post("", status_code=201, response_model=Source, response_model_exclude_none=True,
              operation_id="DMAPICreateSource")
 async def create_source(req: CreateSourceRequest, coordinator: CoordinatorDep) -> Any:
     # One id per HTTP request: if Ray retries the call, the coordinator sees the same id.
     request_id = uuid.uuid4().hex
-    return await call(coordinator.create_source.remote(request_id, _plain(req.source),
+    view = await call(coordinator.create_source.remote(request_id, _plain(req.source),
                                                        req.worker_name))
+    await read_model.refresh()
+    return view
 
 
 @router.get("", response_model=GetSourceListResponse, response_model_exclude_none=True,
             operation_id="DMAPIGetSourceList")
 async def list_sources(coordinator: CoordinatorDep, with_status: bool = False,
                        enable_relay: bool | None = None) -> Any:
-    data = await call(coordinator.list_sources.remote(with_status, enable_relay))
+    sources = (await read_model.current())["sources"]
+    data = [_shown(v, with_status) for _, v in sorted(sources.items())
+            if enable_relay is None
+            or bool(v["relay_config"].get("enable_relay")) == enable_relay]
     return {"total": len(data), "data": data}
 
 
@@ -58,12 +73,10 @@ async def list_sources(coordinator: CoordinatorDep, with_status: bool = False,
             operation_id="DMAPIGetSource")
 async def get_source(source_name: str, coordinator: CoordinatorDep,
                      with_status: bool = False) -> Any:
-    try:
-        return await call(coordinator.get_source.remote(source_name, with_status))
-    except DMError as err:
-        if err.code == SOURCE_NOT_EXISTS.code:
-            raise NotFound() from None
-        raise
+    view = await _model_source(source_name)
+    if view is None:
+        raise NotFound()
+    return _shown(view, with_status)
 
 
 @router.put("/{source_name}", response_model=Source, response_model_exclude_none=True,
@@ -73,36 +86,42 @@ async def update_source(source_name: str, req: UpdateSourceRequest,
     # The path names the source; a body naming another is a mistake, not a rename.
     body = _plain(req.source)
     if body["source_name"] != source_name:
-        from events.errors import API_ERROR
-
         raise API_ERROR(f"source name in body {body['source_name']!r} does not match "
                         f"the path {source_name!r}")
-    return await call(coordinator.update_source.remote(body))
+    view = await call(coordinator.update_source.remote(body))
+    await read_model.refresh()
+    return view
 
 
 @router.delete("/{source_name}", status_code=204, operation_id="DMAPIDeleteSource")
 async def delete_source(source_name: str, coordinator: CoordinatorDep,
                         force: bool = False) -> Response:
     await call(coordinator.delete_source.remote(source_name, force))
+    await read_model.refresh()
     return Response(status_code=204)
 
 
 @router.post("/{source_name}/enable", operation_id="DMAPIEnableSource")
 async def enable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
     await call(coordinator.enable_source.remote(source_name))
+    await read_model.refresh()
     return Response(status_code=200)
 
 
 @router.post("/{source_name}/disable", operation_id="DMAPIDisableSource")
 async def disable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
     await call(coordinator.disable_source.remote(source_name))
+    await read_model.refresh()
     return Response(status_code=200)
 
 
 @router.get("/{source_name}/status", response_model=GetSourceStatusResponse,
             response_model_exclude_none=True, operation_id="DMAPIGetSourceStatus")
 async def source_status(source_name: str, coordinator: CoordinatorDep) -> Any:
-    data = await call(coordinator.source_status.remote(source_name))
+    view = await _model_source(source_name)
+    if view is None:
+        raise SOURCE_NOT_EXISTS(source_name)
+    data = view["status_list"]
     return {"total": len(data), "data": data}
 
 
@@ -110,6 +129,7 @@ async def source_status(source_name: str, coordinator: CoordinatorDep) -> Any:
 async def transfer_source(source_name: str, req: WorkerNameRequest,
                           coordinator: CoordinatorDep) -> Response:
     await call(coordinator.transfer_source.remote(source_name, req.worker_name))
+    await read_model.refresh()
     return Response(status_code=200)
 
 

@@ -48,7 +48,9 @@ def ray_session() -> Iterator[None]:
     import ray
 
     from actors.config import NAMESPACE
+    from serve_app.server import set_serve_env
 
+    set_serve_env()
     ray.init(address="local", namespace=NAMESPACE, num_cpus=2, include_dashboard=False,
              log_to_driver=False)
     try:
