@@ -81,7 +81,8 @@ class ErrorCode:
 # "(using password: YES)" carries no secret and is kept, users know it well.
 _ASSIGN_RE = re.compile(r"\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s,;&)]+)",
                         re.IGNORECASE)
-_URL_RE = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+# Greedy up to the last '@' before the host: a password may hold an unencoded '@'.
+_URL_RE = re.compile(r"(://[^:/@\s]+:)(\S+)(@[^@\s]+)")
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:

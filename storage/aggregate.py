@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -9,6 +10,8 @@ from events.base import DomainEvent, NewEvent, StreamState
 from storage.eventstore import EventStore, Snapshot, WrongExpectedVersion
 
 S = TypeVar("S", bound=StreamState)
+
+log = logging.getLogger("dmray.storage")
 
 
 class Aggregate(Generic[S]):
@@ -56,7 +59,10 @@ class Aggregate(Generic[S]):
             self.state.apply(e)
         before, self.version = self.version, new_version
         if before // self.snapshot_every != new_version // self.snapshot_every:
-            await self.snapshot()
+            try:
+                await self.snapshot()
+            except Exception as exc:  # a snapshot is a cache: the events are recorded
+                log.warning("snapshot of %s failed: %s", self.stream_id, type(exc).__name__)
 
     async def snapshot(self) -> None:
         await self.store.save_snapshot(Snapshot(

@@ -30,14 +30,38 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.mysql import LONGBLOB
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects.mysql import LONGBLOB, VARBINARY
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from events.base import EventRegistry, NewEvent, RecordedEvent, registry
 
 metadata = MetaData()
+
+
+class StreamId(TypeDecorator[str]):
+    """A stream id compared byte for byte. On MySQL/MariaDB a VARCHAR, even in a _bin
+    collation, ignores trailing spaces ('a' = 'a '), which would merge two sources' streams;
+    VARBINARY does not."""
+
+    impl = String(255)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(VARBINARY(1024))
+        return dialect.type_descriptor(String(255))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name in ("mysql", "mariadb"):
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return value.decode() if isinstance(value, bytes | bytearray) else value
+
 
 _blob = LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")
 _id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
@@ -46,7 +70,7 @@ events_table = Table(
     "dmray_events",
     metadata,
     Column("position", _id, primary_key=True, autoincrement=True),
-    Column("stream_id", String(255), nullable=False),
+    Column("stream_id", StreamId(), nullable=False),
     Column("version", Integer, nullable=False),
     Column("event_type", String(128), nullable=False),
     Column("schema_version", Integer, nullable=False),
@@ -60,7 +84,7 @@ events_table = Table(
 snapshots_table = Table(
     "dmray_snapshots",
     metadata,
-    Column("stream_id", String(255), primary_key=True),
+    Column("stream_id", StreamId(), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("state_type", String(128), nullable=False),
     Column("schema_version", Integer, nullable=False),
@@ -68,6 +92,18 @@ snapshots_table = Table(
     Column("recorded_at", DateTime(timezone=False), nullable=False),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
+)
+
+
+# One row whose lock every MySQL append takes first: appends then commit in the order of
+# their positions, so a reader following read_all never steps past a position that is
+# still to commit. (SQLite's BEGIN IMMEDIATE serialises writers already.) Control events
+# are few; one writer at a time costs nothing that matters.
+log_head_table = Table(
+    "dmray_log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("appends", BigInteger, nullable=False),
 )
 
 
@@ -141,8 +177,21 @@ class EventStore:
                         # the other one created it, so check again.
                         if errno != 1050 or attempt == 2:
                             raise
+                if not self._is_sqlite:
+                    await self._ensure_log_head()
                 self._ready = True
         return self
+
+    async def _ensure_log_head(self) -> None:
+        async with self.engine.begin() as conn:
+            exists = await conn.scalar(select(func.count()).select_from(log_head_table))
+            if exists:
+                return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(log_head_table.insert().values(id=1, appends=0))
+        except IntegrityError:
+            pass  # another process inserted it first
 
     async def _create_database(self) -> None:
         url = make_url(self.url)
@@ -179,6 +228,9 @@ class EventStore:
         ]
         try:
             async with self.engine.begin() as conn:
+                if not self._is_sqlite:
+                    await conn.execute(log_head_table.update().where(
+                        log_head_table.c.id == 1).values(appends=log_head_table.c.appends + 1))
                 current = await conn.scalar(
                     select(func.coalesce(func.max(events_table.c.version), 0)).where(
                         events_table.c.stream_id == stream_id
