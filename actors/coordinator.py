@@ -20,6 +20,7 @@ import ray
 from actors.config import NAMESPACE, RuntimeConfig
 from actors.remote import call, get_actor, source_actor_name, worker_actor_name
 from actors.source import SourceActor
+from actors.tasks_ops import TaskOps
 from domain.cluster import ClusterState
 from domain.models import ClusterTopology, Source
 from events.cluster import (
@@ -40,6 +41,7 @@ from events.errors import (
     INVALID_STAGE,
     MASTER_NOT_EXISTS,
     SOURCE_EXISTS,
+    SOURCE_HAS_TASKS,
     SOURCE_NOT_EXISTS,
     SOURCE_UPDATE_REFUSED,
     WORKER_NOT_EXISTS,
@@ -47,19 +49,21 @@ from events.errors import (
 )
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
+from storage.secrets import SecretBox
 
 log = logging.getLogger("dmray.coordinator")
 
 OFFLINE, FREE, BOUND, RELAY = "offline", "free", "bound", "relay"
 
 
-class ClusterManager:
+class ClusterManager(TaskOps):
     """Plain state manager behind the coordinator actor."""
 
     def __init__(self, cfg: RuntimeConfig):
         self.cfg = cfg
         self.store = EventStore(cfg.store_url)
         self.agg = Aggregate(self.store, CLUSTER_STREAM, ClusterState)
+        self.box = SecretBox.for_data_dir(cfg.data_dir)
         self._loaded = False
         self._lock = asyncio.Lock()  # validate → append → apply, one command at a time
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -320,12 +324,6 @@ class ClusterManager:
         if stage != FREE:
             raise INVALID_STAGE(worker, stage, BOUND)
 
-    def tasks_of_source(self, name: str) -> list[str]:
-        return []  # tasks arrive with the task actors
-
-    def running_tasks_of_source(self, name: str) -> list[str]:
-        return []
-
     async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
         await self.ready()
         self._require_source(name)
@@ -372,7 +370,7 @@ class ClusterManager:
         async with self._name_locks[src.source_name]:
             self._require_source(src.source_name)
             current = await self.get_source(src.source_name)
-            running = self.running_tasks_of_source(src.source_name)
+            running = await self.running_tasks_of_source(src.source_name)
             if current["relay_config"].get("enable_relay") or running:
                 raise SOURCE_UPDATE_REFUSED(src.source_name, running)
             self._views[src.source_name] = await call(
@@ -383,6 +381,11 @@ class ClusterManager:
         await self.ready()
         async with self._name_locks[name]:
             self._require_source(name)
+            tasks = self.tasks_of_source(name)
+            if tasks and not force:
+                raise SOURCE_HAS_TASKS(name, tasks)
+            for task in tasks:  # force: the subtasks go first (whole tasks, with their meta)
+                await self.delete_task(task, force=True, keep_meta=False)
             actor = self._source_actor(name)
             await call(actor.delete.remote())
             self._views.pop(name, None)
@@ -545,6 +548,58 @@ class Coordinator:
     async def read_model(self, known: list[Any] | None,
                          wait_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
         return await self.m.read_model(known, wait_s)
+
+    # tasks
+    async def create_task(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.create_task(request_id, task)
+
+    async def update_task(self, task: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.update_task(task)
+
+    async def delete_task(self, name: str, force: bool = False,
+                          keep_meta: bool = False) -> None:
+        await self.m.delete_task(name, force, keep_meta)
+
+    async def get_task(self, name: str, with_status: bool = False) -> dict[str, Any]:
+        return await self.m.get_task(name, with_status)
+
+    async def list_tasks(self, with_status: bool = False, stage: str | None = None,
+                         source_names: list[str] | None = None) -> list[dict[str, Any]]:
+        return await self.m.list_tasks(with_status, stage, source_names)
+
+    async def task_status(self, name: str,
+                          sources: list[str] | None = None) -> list[dict[str, Any]]:
+        return await self.m.task_status(name, sources)
+
+    async def start_task(self, name: str, req: dict[str, Any] | None = None) -> None:
+        await self.m.start_task(name, req or {})
+
+    async def stop_task(self, name: str, sources: list[str] | None = None) -> None:
+        await self.m.stop_task(name, sources)
+
+    async def task_migrate_targets(self, name: str, source: str,
+                                   schema_pattern: str | None = None,
+                                   table_pattern: str | None = None) -> list[dict[str, str]]:
+        return await self.m.task_migrate_targets(name, source, schema_pattern, table_pattern)
+
+    async def create_template(self, task: dict[str, Any],
+                              overwrite: bool = False) -> dict[str, Any]:
+        return await self.m.create_template(task, overwrite)
+
+    async def list_templates(self) -> list[dict[str, Any]]:
+        return await self.m.list_templates()
+
+    async def get_template(self, name: str) -> dict[str, Any]:
+        return await self.m.get_template(name)
+
+    async def update_template(self, name: str, task: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.update_template(name, task)
+
+    async def delete_template(self, name: str) -> None:
+        await self.m.delete_template(name)
+
+    async def import_templates(self, overwrite: bool = False) -> dict[str, Any]:
+        return await self.m.import_templates(overwrite)
 
     async def state(self) -> dict[str, Any]:
         st = await self.m.ready()

@@ -215,6 +215,11 @@ class SourceActor:
         return {"version": self.m.agg.version, "exists": st.exists, "enabled": st.enabled,
                 "worker_name": st.worker_name}
 
+    async def conn_config(self) -> upstream.ConnConfig:
+        """For the task actors of this source; travels in memory only, never logged."""
+        await self.m._ready()
+        return self.m.conn_config()
+
     async def schemas(self) -> list[str]:
         return await self.m.schemas()
 

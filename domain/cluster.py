@@ -15,6 +15,11 @@ from events.cluster import (
     SourceBound,
     SourceRemoved,
     SourceUnbound,
+    TaskAdded,
+    TaskRemoved,
+    TaskSourcesChanged,
+    TemplateRemoved,
+    TemplateSet,
     TopologySet,
     WorkerRegistered,
     WorkerRemoved,
@@ -45,6 +50,9 @@ class ClusterState(StreamState):
     # source name → request id of the create that added it
     sources: dict[str, str] = {}
     bindings: dict[str, str] = {}  # source name → worker name
+    tasks: dict[str, list[str]] = {}  # task name → its sources (one subtask each)
+    task_requests: dict[str, str] = {}  # task name → request id of its create
+    templates: dict[str, dict[str, Any]] = {}  # stored form: target password encrypted
     # Name counters only grow, so a removed worker's name is never handed out again.
     worker_seq: int = 0
     master_seq: int = 0
@@ -77,6 +85,18 @@ class ClusterState(StreamState):
             case SourceUnbound():
                 if self.bindings.get(ev.source_name) == ev.worker_name:
                     del self.bindings[ev.source_name]
+            case TaskAdded():
+                self.tasks[ev.task_name] = list(ev.source_names)
+                self.task_requests[ev.task_name] = ev.request_id
+            case TaskSourcesChanged():
+                self.tasks[ev.task_name] = list(ev.source_names)
+            case TaskRemoved():
+                self.tasks.pop(ev.task_name, None)
+                self.task_requests.pop(ev.task_name, None)
+            case TemplateSet():
+                self.templates[ev.name] = ev.task
+            case TemplateRemoved():
+                self.templates.pop(ev.name, None)
 
     # --- queries ------------------------------------------------------------------
     def worker_for_slot(self, node_key: str, slot: int) -> WorkerInfo | None:
@@ -96,6 +116,9 @@ class ClusterState(StreamState):
             if w == worker:
                 return source
         return None
+
+    def tasks_of_source(self, source: str) -> list[str]:
+        return sorted(t for t, sources in self.tasks.items() if source in sources)
 
     def next_worker_name(self) -> str:
         return f"worker{self.worker_seq + 1}"

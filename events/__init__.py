@@ -3,7 +3,7 @@
 Importing this package registers every event type, so the store can decode any stream.
 """
 
-from events import cluster, source
+from events import cluster, source, task
 from events.base import DomainEvent, EventRegistry, NewEvent, RecordedEvent, event, registry
 from events.errors import DMError, ErrorCode
 
@@ -18,4 +18,5 @@ __all__ = [
     "event",
     "registry",
     "source",
+    "task",
 ]

@@ -81,3 +81,37 @@ class SourceUnbound(DomainEvent):
     event_type = "cluster.source_unbound"
     source_name: str
     worker_name: str
+
+
+@event
+class TaskAdded(DomainEvent):
+    event_type = "cluster.task_added"
+    task_name: str
+    request_id: str
+    source_names: list[str]
+
+
+@event
+class TaskSourcesChanged(DomainEvent):
+    event_type = "cluster.task_sources_changed"
+    task_name: str
+    source_names: list[str]
+
+
+@event
+class TaskRemoved(DomainEvent):
+    event_type = "cluster.task_removed"
+    task_name: str
+
+
+@event
+class TemplateSet(DomainEvent):
+    event_type = "cluster.template_set"
+    name: str
+    task: dict[str, Any]
+
+
+@event
+class TemplateRemoved(DomainEvent):
+    event_type = "cluster.template_removed"
+    name: str

@@ -160,3 +160,51 @@ SUBTASK_RUNNING = ErrorCode(46035, "subtask of task {} is running, can not updat
 API_ERROR = ErrorCode(49001, "{}", ErrScope.INTERNAL, ErrLevel.HIGH)
 STORE_CONFLICT = ErrorCode(49001, "concurrent update of {}, please retry", ErrScope.INTERNAL,
                            ErrLevel.MEDIUM)
+
+# --- dump/load (mysqlkit) ---
+# DM's own codes where DM has one (dump unit 32001+, load unit 34001+); dmray's additions
+# are numbered from 32101 / 34101 so they can never collide with a future DM code.
+DUMP_RUNTIME = ErrorCode(32001, "mydumper/dumpling runs with error, with output (may empty): {}",
+                         ErrScope.INTERNAL, ErrLevel.HIGH)
+DUMP_GLOBAL_LOCK = ErrorCode(32004, "Couldn't acquire global lock", ErrScope.UPSTREAM,
+                             ErrLevel.HIGH,
+                             "Please check upstream privilege about FTWRL (RELOAD), or use "
+                             "consistency `lock` or `none`.")
+DUMP_ROW_TOO_LARGE = ErrorCode(32101, "a row of {} in chunk {} is too large to dump: its SQL "
+                                      "text exceeds the source's max_allowed_packet",
+                               ErrScope.UPSTREAM, ErrLevel.HIGH,
+                               "Please raise max_allowed_packet on the source and the target.")
+LOAD_INVALID_FILE_ENDING = ErrorCode(34002, "corresponding ending of sql: ')' not found",
+                                     ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_READ_SCHEMA_FILE = ErrorCode(34005, "read schema from sql file {}", ErrScope.INTERNAL,
+                                  ErrLevel.HIGH)
+LOAD_NOT_CREATE_TABLE = ErrorCode(34007, "statement {} for {}/{} is not create table "
+                                         "statement", ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_INVALID_INSERT_SQL = ErrorCode(34009, "invalid insert sql {}", ErrScope.INTERNAL,
+                                    ErrLevel.HIGH)
+LOAD_NO_DB_FILE = ErrorCode(34012, "invalid data sql file, cannot find db - {}",
+                            ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_NO_TABLE_FILE = ErrorCode(34013, "invalid data sql file, cannot find table - {}",
+                               ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_DUMP_DIR_NOT_FOUND = ErrorCode(34014, "{} does not exist or it's not a dir",
+                                    ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_DUPLICATE_TABLE_FILE = ErrorCode(34015, "invalid table schema file, duplicated item - {}",
+                                      ErrScope.INTERNAL, ErrLevel.HIGH)
+LOAD_DUPLICATE_ENTRY = ErrorCode(34101, "duplicate entry while loading {}",
+                                 ErrScope.DOWNSTREAM, ErrLevel.HIGH,
+                                 "The target already holds some of these rows: clean the "
+                                 "target table, or set on-duplicate to `replace` or `ignore`.")
+LOAD_TABLE_MISMATCH = ErrorCode(34102, "table {} already exists in the target with a different "
+                                       "structure: {}", ErrScope.DOWNSTREAM, ErrLevel.HIGH,
+                                "Please drop or fix the target table, or route to another "
+                                "table.")
+
+# --- tasks, precheck ---
+CHECK_ITEM_NOT_SUPPORTED = ErrorCode(
+    20003, "checking item {} is not supported\n{}", ErrScope.INTERNAL, ErrLevel.MEDIUM,
+    "Please check `ignore_checking_items` in the task: `all` or the names of precheck items.")
+TASK_FILE_INVALID = ErrorCode(20005, "{}", ErrScope.INTERNAL, ErrLevel.MEDIUM,
+                              "Please check the task configuration file (DM YAML format).")
+# DM answers an unknown binlog filter name with its generic OpenAPI error (49001).
+FILTER_RULE_NOT_FOUND = ErrorCode(49001, "filter rule name {} not found.", ErrScope.INTERNAL,
+                                  ErrLevel.HIGH)

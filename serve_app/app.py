@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI
 from ray import serve
 
 from serve_app import errors
-from serve_app.routes import cluster, sources
+from serve_app.routes import cluster, sources, tasks
 
 API_PREFIX = "/api/v1"
 
@@ -27,6 +27,7 @@ def build_app() -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(cluster.router)
     api.include_router(sources.router)
+    api.include_router(tasks.router)
     app.include_router(api)
     errors.install(app)
     return app

@@ -1,0 +1,71 @@
+"""Chunk workers: processes that read chunks inside the subtask's consistent snapshot and
+load them into the target, each chunk in one transaction with its checkpoint row."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import ray
+
+from events.errors import DMError
+from mysqlkit import upstream
+from mysqlkit.chunks import Chunk
+from mysqlkit.dump import dump_chunk, open_snapshot_reader
+from mysqlkit.load import load_statements
+from mysqlkit.routing import TableRef
+from mysqlkit.sqlquote import quote_ident
+from mysqlkit.tableinfo import TableInfo
+
+
+def checkpoint_table(meta: str, task: str) -> str:
+    return f"{quote_ident(meta)}.{quote_ident(task + '_loader_checkpoint')}"
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class ChunkWorker:
+    """Owned by its task actor (it dies with it). Not restarted: its snapshot cannot be
+    reopened, so the runner starts new workers on a new snapshot instead."""
+
+    def __init__(self, source: upstream.ConnConfig, target: upstream.ConnConfig, task: str,
+                 source_name: str, meta: str, on_duplicate: str, writers: int):
+        self.source = source
+        self.target = target
+        self.source_name = source_name
+        self.on_duplicate = on_duplicate
+        self.ckpt = checkpoint_table(meta, task)
+        self.readers: asyncio.Queue[Any] = asyncio.Queue()
+        self.writers_n = writers
+
+    async def open_readers(self, n: int) -> int:
+        """Open n snapshot connections; the caller holds the snapshot lock meanwhile."""
+        conns = await asyncio.gather(*(open_snapshot_reader(self.source) for _ in range(n)))
+        for c in conns:
+            self.readers.put_nowait(c)
+        return n
+
+    async def run_chunk(self, c: dict[str, Any], info: TableInfo) -> dict[str, int]:
+        reader = await self.readers.get()
+        try:
+            chunk = Chunk(schema=c["schema"], table=c["table"], index=int(c["index"]),
+                          where=c["where"], est_rows=int(c.get("est_rows", 0)))
+            target = TableRef(c["target_schema"], c["target_table"])
+            statements = [s async for s in dump_chunk(reader, info, chunk, target)]
+        finally:
+            self.readers.put_nowait(reader)
+        nbytes = sum(len(s) for s in statements)
+        checkpoint = (
+            f"INSERT INTO {self.ckpt} (source_name, schema_name, table_name, chunk_index, "
+            "row_count, byte_count) VALUES (%s, %s, %s, %s, %s, %s)",
+            (self.source_name, c["schema"], c["table"], int(c["index"]), 0, nbytes),
+        )
+        async with upstream.open_conn(self.target) as conn:
+            rows = await load_statements(conn, statements, self.on_duplicate, checkpoint)
+        return {"rows": rows, "bytes": nbytes}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+__all__ = ["ChunkWorker", "DMError", "checkpoint_table"]

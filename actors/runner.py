@@ -1,0 +1,302 @@
+"""Running one subtask's full migration: plan chunks, open one consistent snapshot across
+chunk-worker processes, and let them dump and load chunk by chunk (pipelined: a chunk is
+loaded as soon as it is read, no files in between unless the mode asks for them).
+
+Resumable: a chunk's completion is a row in the target's meta schema, written in the same
+transaction as the chunk's rows, and the chunk plan is an event, so a restarted runner
+redoes exactly the chunks that are not done and never writes a row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Container
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from actors.chunk_worker import ChunkWorker, checkpoint_table
+from events.errors import API_ERROR, DMError, scrub
+from events.task import DumpPlanned, SubtaskProgress
+from mysqlkit import upstream
+from mysqlkit.chunks import plan_chunks
+from mysqlkit.dump import SnapshotLock
+from mysqlkit.load import create_target_table
+from mysqlkit.routing import migrate_targets, router_for_source
+from mysqlkit.sqlquote import quote_ident
+from mysqlkit.tableinfo import TableInfo, table_info
+
+if TYPE_CHECKING:
+    from actors.task import TaskManager
+
+log = logging.getLogger("dmray.runner")
+
+WORKER_RETRIES = 3  # a chunk worker lost mid-load: new snapshot, remaining chunks again
+PROGRESS_EVERY_S = 5.0
+
+
+def chunk_key(c: dict[str, Any]) -> tuple[str, str, int]:
+    return (c["schema"], c["table"], int(c["index"]))
+
+
+async def ensure_checkpoint_table(target: upstream.ConnConfig, meta: str, task: str) -> str:
+    table = checkpoint_table(meta, task)
+    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
+        await cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(meta)}")
+        await cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            " source_name VARCHAR(255) NOT NULL, schema_name VARCHAR(255) NOT NULL,"
+            " table_name VARCHAR(255) NOT NULL, chunk_index INT NOT NULL,"
+            " row_count BIGINT NOT NULL, byte_count BIGINT NOT NULL,"
+            " finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+            " PRIMARY KEY (source_name, schema_name, table_name, chunk_index)"
+            ") DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+    return table
+
+
+async def done_chunks(target: upstream.ConnConfig, meta: str, task: str,
+                      source: str) -> dict[tuple[str, str, int], tuple[int, int]]:
+    table = await ensure_checkpoint_table(target, meta, task)
+    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
+        await cur.execute(f"SELECT schema_name, table_name, chunk_index, row_count, byte_count "
+                          f"FROM {table} WHERE source_name = %s", (source,))
+        rows = await cur.fetchall()
+    return {(r[0], r[1], int(r[2])): (int(r[3]), int(r[4])) for r in rows}
+
+
+async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
+                           source: str | None) -> None:
+    """remove_meta (one source) or delete without keep_meta (the whole table)."""
+    table = checkpoint_table(meta, task)
+    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
+        if source is None:
+            await cur.execute(f"DROP TABLE IF EXISTS {table}")
+        else:
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(meta)}")
+            await cur.execute(f"SHOW TABLES FROM {quote_ident(meta)} LIKE %s",
+                              (table.split(".", 1)[1].strip("`").replace("``", "`"),))
+            if await cur.fetchone():
+                await cur.execute(f"DELETE FROM {table} WHERE source_name = %s", (source,))
+
+
+class SubtaskRunner:
+    def __init__(self, mgr: TaskManager, source: str):
+        self.mgr = mgr
+        self.source = source
+        self.unit = "Dump"
+        self._task: asyncio.Task[None] | None = None
+        self._workers: list[Any] = []
+        self.total_chunks = 0
+        self.total_tables = 0
+        self.done_chunks = 0
+        self.done_tables: set[tuple[str, str]] = set()
+        self.done_keys: set[tuple[str, str, int]] = set()
+        self.rows = 0
+        self.bytes = 0
+        self.est_rows = 0
+        self.started = time.monotonic()
+        self.binlog = ""
+        self.gtid = ""
+
+    @property
+    def workers(self) -> list[Any]:
+        return list(self._workers)
+
+    # --- life cycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._kill_workers()
+
+    def _kill_workers(self) -> None:
+        for w in self._workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:  # already gone
+                pass
+        self._workers = []
+
+    async def _run(self) -> None:
+        error: DMError | None = None
+        try:
+            await self._full()
+        except asyncio.CancelledError:
+            raise
+        except DMError as exc:
+            error = exc
+        except Exception as exc:  # anything unforeseen pauses the subtask, with a message
+            log.exception("subtask %s/%s failed", self.mgr.name, self.source)
+            error = API_ERROR(scrub(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._kill_workers()
+        await self.mgr.runner_done(self.source, self, error)
+
+    # --- progress -------------------------------------------------------------------
+    def progress(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-3)
+        pct = 100.0 * self.done_chunks / self.total_chunks if self.total_chunks else 0.0
+        progress = f"{pct:.2f} %"
+        bps = int(self.bytes / elapsed)
+        return {
+            "dump_status": {"total_tables": self.total_tables,
+                            "completed_tables": float(len(self.done_tables)),
+                            "finished_bytes": float(self.bytes),
+                            "finished_rows": float(self.rows),
+                            "estimate_total_rows": float(self.est_rows),
+                            "bps": bps, "progress": progress},
+            "load_status": {"finished_bytes": self.bytes,
+                            "total_bytes": self.bytes if pct >= 100 else 0,
+                            "progress": progress, "meta_binlog": self.binlog,
+                            "meta_binlog_gtid": self.gtid, "bps": bps},
+        }
+
+    async def _record_progress(self) -> None:
+        await self.mgr.agg.record(SubtaskProgress(
+            source_name=self.source, unit=self.unit, finished_chunks=self.done_chunks,
+            total_chunks=self.total_chunks, finished_rows=self.rows, finished_bytes=self.bytes))
+
+    # --- the work -------------------------------------------------------------------
+    async def _full(self) -> None:
+        mgr = self.mgr
+        task = mgr.task_model()
+        src = await mgr.source_conn(self.source)
+        tgt = mgr.target_conn()
+        router = router_for_source(task, self.source)
+        conf = task.source_config.full_migrate_conf
+        export_threads = conf.export_threads if conf else 4
+        import_threads = conf.import_threads if conf else 16
+        consistency = (conf.consistency if conf else None) or "auto"
+        on_dup = (conf.on_duplicate_logical if conf else None) or task.on_duplicate
+        meta = task.meta_schema
+
+        # The table list and infos are read again on every (re)start; the chunk plan is not.
+        pairs = await migrate_targets(src, router)
+        infos: dict[tuple[str, str], TableInfo] = {}
+        async with upstream.open_conn(src) as conn:
+            for s, _t in pairs:
+                infos[(s.schema, s.table)] = await table_info(conn, s.schema, s.table)
+            st = mgr.state.subtasks[self.source]
+            if st.chunks is None:
+                chunks: list[dict[str, Any]] = []
+                for s, t in pairs:
+                    for c in await plan_chunks(conn, infos[(s.schema, s.table)]):
+                        chunks.append({"schema": s.schema, "table": s.table,
+                                       "target_schema": t.schema, "target_table": t.table,
+                                       "index": c.index, "where": c.where,
+                                       "est_rows": c.est_rows})
+                await mgr.agg.record(DumpPlanned(source_name=self.source, chunks=chunks))
+            plan = list(mgr.state.subtasks[self.source].chunks or [])
+
+        self.total_chunks = len(plan)
+        self.total_tables = len({(c["schema"], c["table"]) for c in plan})
+        self.est_rows = sum(int(c.get("est_rows", 0)) for c in plan)
+        async with upstream.open_conn(tgt) as conn:
+            for s, t in pairs:
+                await create_target_table(conn, infos[(s.schema, s.table)].create_sql,
+                                          t.schema, t.table)
+        done = await done_chunks(tgt, meta, mgr.name, self.source)
+        for rows, nbytes in done.values():
+            self.rows += rows
+            self.bytes += nbytes
+        remaining = [c for c in plan if chunk_key(c) not in done]
+        self.done_chunks = self.total_chunks - len(remaining)
+        self.done_keys = set(done)
+        self._update_done_tables(plan, self.done_keys)
+
+        attempt = 0
+        while remaining:
+            try:
+                await self._run_chunks(remaining, src, tgt, infos, export_threads,
+                                       import_threads, consistency, on_dup, meta)
+                remaining = []
+            except (RayActorError, _WorkerLost) as exc:
+                attempt += 1
+                if attempt > WORKER_RETRIES:
+                    raise API_ERROR(f"chunk workers lost {attempt} times: "
+                                    f"{type(exc).__name__}") from None
+                log.warning("subtask %s/%s: a chunk worker was lost, resuming",
+                            mgr.name, self.source)
+                self._kill_workers()
+                done = await done_chunks(tgt, meta, mgr.name, self.source)
+                remaining = [c for c in plan if chunk_key(c) not in done]
+                self.done_chunks = self.total_chunks - len(remaining)
+        self.unit = "Load"
+        await self._record_progress()
+
+    def _update_done_tables(self, plan: list[dict[str, Any]],
+                            done: Container[tuple[str, str, int]]) -> None:
+        by_table: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+        for c in plan:
+            by_table.setdefault((c["schema"], c["table"]), []).append(chunk_key(c))
+        self.done_tables = {t for t, keys in by_table.items() if all(k in done for k in keys)}
+
+    async def _run_chunks(self, remaining: list[dict[str, Any]], src: upstream.ConnConfig,
+                          tgt: upstream.ConnConfig, infos: dict[tuple[str, str], TableInfo],
+                          export_threads: int, import_threads: int, consistency: str,
+                          on_dup: str, meta: str) -> None:
+        n_workers = max(1, min(export_threads, 2, len(remaining)))
+        readers = math.ceil(export_threads / n_workers)
+        writers = max(readers, math.ceil(import_threads / n_workers))
+        self._workers = [
+            ChunkWorker.remote(src, tgt, self.mgr.name, self.source, meta, on_dup,  # type: ignore[attr-defined]
+                               writers)
+            for _ in range(n_workers)
+        ]
+        tables = sorted({(c["schema"], c["table"]) for c in remaining})
+        lock = SnapshotLock(src, consistency, tables)
+        await lock.acquire()
+        try:
+            await asyncio.gather(*(w.open_readers.remote(readers) for w in self._workers))
+            pos = await lock.position()
+        finally:
+            await lock.release()
+        self.binlog = f"({pos.binlog_name}, {pos.binlog_pos})" if pos.binlog_name else ""
+        self.gtid = pos.gtid or ""
+
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for c in remaining:
+            queue.put_nowait(c)
+        all_chunks = list(self.mgr.state.subtasks[self.source].chunks or [])
+        last_progress = time.monotonic()
+
+        async def lane(worker: Any) -> None:
+            nonlocal last_progress
+            while True:
+                try:
+                    c = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                info = infos[(c["schema"], c["table"])]
+                try:
+                    res = await worker.run_chunk.remote(c, info)
+                except RayTaskError as exc:
+                    inner = exc.cause
+                    if isinstance(inner, DMError):
+                        raise inner from None
+                    raise
+                self.rows += res["rows"]
+                self.bytes += res["bytes"]
+                self.done_chunks += 1
+                self.done_keys.add(chunk_key(c))
+                self._update_done_tables(all_chunks, self.done_keys)
+                if time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                    last_progress = time.monotonic()
+                    await self._record_progress()
+
+        lanes = [lane(w) for w in self._workers for _ in range(readers)]
+        await asyncio.gather(*lanes)
+
+
+class _WorkerLost(Exception):
+    pass

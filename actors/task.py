@@ -1,0 +1,341 @@
+"""The task actor: owns one task's stream and runs its subtasks (one per source).
+
+Stages and units are decisions, recorded as events; the data itself moves through chunk
+workers (actors/chunk_worker.py) and its progress is checkpointed in the target's meta
+schema, in the same transaction as the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import ray
+
+from actors.config import RuntimeConfig
+from actors.remote import call, source_actor_name
+from actors.runner import SubtaskRunner, drop_checkpoints
+from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
+from domain.task_models import Task
+from events.errors import (
+    API_ERROR,
+    SUBTASK_RUNNING,
+    TASK_NOT_EXISTS,
+    DMError,
+)
+from events.task import (
+    SubtaskMetaRemoved,
+    SubtaskStageChanged,
+    TaskCreated,
+    TaskDeleted,
+    TaskUpdated,
+    task_stream,
+)
+from mysqlkit import upstream
+from storage.aggregate import Aggregate
+from storage.eventstore import EventStore
+from storage.secrets import SecretBox
+
+log = logging.getLogger("dmray.task")
+
+UNITS = {"full": "Dump", "dump": "Dump", "load": "Load", "all": "Dump", "incremental": "Sync"}
+
+
+class TaskManager:
+    """Plain state manager behind the task actor."""
+
+    def __init__(self, name: str, cfg: RuntimeConfig):
+        self.name = name
+        self.cfg = cfg
+        self.store = EventStore(cfg.store_url)
+        self.agg = Aggregate(self.store, task_stream(name), TaskState)
+        self.box = SecretBox.for_data_dir(cfg.data_dir)
+        self._lock = asyncio.Lock()
+        self._loaded = False
+        self.runners: dict[str, SubtaskRunner] = {}
+
+    @property
+    def state(self) -> TaskState:
+        return self.agg.state
+
+    async def ready(self) -> TaskState:
+        if not self._loaded:
+            async with self._lock:
+                if not self._loaded:
+                    await self.agg.load()
+                    self._loaded = True
+                    # A restarted actor picks up what was running: the checkpoints in the
+                    # target tell each runner where to go on.
+                    for source, st in self.state.subtasks.items():
+                        if self.state.exists and st.stage == RUNNING:
+                            self._launch(source)
+        return self.state
+
+    def _require(self) -> None:
+        if not self.state.exists:
+            raise TASK_NOT_EXISTS(self.name)
+
+    # --- stored form ----------------------------------------------------------------
+    def stored(self, task: Task) -> dict[str, Any]:
+        doc = task.dump()
+        tc = doc["target_config"]
+        tc["password_enc"] = self.box.encrypt(tc.pop("password", ""))
+        return doc
+
+    def plain(self) -> dict[str, Any]:
+        """The Task as GET returns it (DM shows the target password as stored)."""
+        doc = _deep_copy(self.state.task)
+        tc = doc["target_config"]
+        tc.pop("password_enc", None)
+        tc["password"] = "******"
+        return doc
+
+    def task_model(self) -> Task:
+        doc = _deep_copy(self.state.task)
+        tc = doc["target_config"]
+        tc["password"] = self.box.decrypt(tc.pop("password_enc", ""))
+        return Task.model_validate(doc)
+
+    def target_conn(self) -> upstream.ConnConfig:
+        tc = self.task_model().target_config
+        sec = tc.security
+        return upstream.ConnConfig(
+            host=tc.host, port=tc.port, user=tc.user, password=tc.password,
+            ssl_ca=sec.ssl_ca_content if sec else None,
+            ssl_cert=sec.ssl_cert_content if sec else None,
+            ssl_key=sec.ssl_key_content if sec else None)
+
+    # --- commands -------------------------------------------------------------------
+    async def create(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            await self._ready_unlocked()
+            if self.state.exists and self.state.request_id == request_id:
+                return self.plain()
+            model = Task.model_validate(task)
+            await self.agg.record(TaskCreated(request_id=request_id, task=self.stored(model)))
+            return self.plain()
+
+    async def _ready_unlocked(self) -> None:
+        if not self._loaded:
+            await self.agg.load()
+            self._loaded = True
+
+    async def update(self, task: dict[str, Any]) -> dict[str, Any]:
+        await self.ready()
+        async with self._lock:
+            self._require()
+            if self.running_sources():
+                raise SUBTASK_RUNNING(self.name)
+            model = Task.model_validate(task)
+            if model.target_config.password == "******":  # GET then PUT round-trips
+                doc = self.stored(model)
+                doc["target_config"]["password_enc"] = \
+                    self.state.task["target_config"]["password_enc"]
+            else:
+                doc = self.stored(model)
+            if doc != self.state.task:
+                await self.agg.record(TaskUpdated(task=doc))
+            return self.plain()
+
+    def running_sources(self) -> list[str]:
+        return [s for s, st in self.state.subtasks.items() if st.stage == RUNNING]
+
+    async def delete(self, keep_meta: bool) -> None:
+        await self.ready()
+        async with self._lock:
+            if not self.state.exists:
+                return
+            for source in list(self.runners):
+                await self._cancel(source)
+            if not keep_meta:
+                try:
+                    await drop_checkpoints(self.target_conn(), self.meta_schema(), self.name,
+                                           None)
+                except DMError as err:  # an unreachable target must not block a delete
+                    log.warning("task %s: checkpoints not dropped: %s", self.name, err.message)
+            await self.agg.record(TaskDeleted())
+
+    def meta_schema(self) -> str:
+        return str(self.state.task.get("meta_schema") or "dm_meta")
+
+    def _select(self, sources: list[str] | None) -> list[str]:
+        names = self.state.source_names()
+        if not sources:
+            return names
+        unknown = [s for s in sources if s not in names]
+        if unknown:
+            raise API_ERROR(f"sources {unknown} are not in task {self.name}")
+        return [s for s in names if s in sources]
+
+    async def start(self, sources: list[str] | None, remove_meta: bool) -> None:
+        await self.ready()
+        async with self._lock:
+            self._require()
+            mode = self.state.task["task_mode"]
+            if mode in ("incremental", "all"):
+                raise API_ERROR(f"task mode {mode} needs incremental replication, which this "
+                                "version of dmray does not provide yet")
+            chosen = self._select(sources)
+            for source in chosen:
+                st = self.state.subtasks[source]
+                if st.stage == RUNNING and source in self.runners:
+                    continue  # idempotent: already running
+                if remove_meta:
+                    await drop_checkpoints(self.target_conn(), self.meta_schema(), self.name,
+                                           source)
+                    await self.agg.record(SubtaskMetaRemoved(source_name=source))
+                    st = self.state.subtasks[source]
+                unit = st.unit or UNITS[mode]
+                await self.agg.record(SubtaskStageChanged(source_name=source, stage=RUNNING,
+                                                          unit=unit))
+                self._launch(source)
+
+    async def stop(self, sources: list[str] | None) -> None:
+        await self.ready()
+        async with self._lock:
+            self._require()
+            for source in self._select(sources):
+                st = self.state.subtasks[source]
+                await self._cancel(source)
+                if st.stage == RUNNING:
+                    await self.agg.record(SubtaskStageChanged(source_name=source, stage=PAUSED,
+                                                              unit=st.unit))
+
+    # --- runners --------------------------------------------------------------------
+    def _launch(self, source: str) -> None:
+        runner = SubtaskRunner(self, source)
+        self.runners[source] = runner
+        runner.start()
+
+    async def _cancel(self, source: str) -> None:
+        runner = self.runners.pop(source, None)
+        if runner is not None:
+            await runner.cancel()
+
+    async def runner_done(self, source: str, runner: SubtaskRunner,
+                          error: DMError | None) -> None:
+        """Called by a runner when it ends by itself: finished, or paused by an error."""
+        async with self._lock:
+            if self.runners.get(source) is not runner:
+                return  # cancelled meanwhile: stop() or delete() recorded the stage
+            del self.runners[source]
+            st = self.state.subtasks.get(source)
+            if st is None or st.stage != RUNNING:
+                return
+            if error is None:
+                await self.agg.record(SubtaskStageChanged(source_name=source, stage=FINISHED,
+                                                          unit=runner.unit))
+            else:
+                await self.agg.record(SubtaskStageChanged(
+                    source_name=source, stage=PAUSED, unit=runner.unit, error_msg=str(error)))
+
+    async def source_conn(self, source: str) -> upstream.ConnConfig:
+        handle = ray.get_actor(source_actor_name(source), namespace="dmray")
+        return await call(handle.conn_config.remote())
+
+    # --- queries --------------------------------------------------------------------
+    def status(self, sources: list[str] | None,
+               workers: dict[str, str]) -> list[dict[str, Any]]:
+        out = []
+        for source in self._select(sources):
+            st = self.state.subtasks[source]
+            runner = self.runners.get(source)
+            out.append(_subtask_status(self.name, st, workers.get(source, ""), runner))
+        return out
+
+
+def _subtask_status(task: str, st: SubtaskState, worker: str,
+                    runner: SubtaskRunner | None) -> dict[str, Any]:
+    status: dict[str, Any] = {"name": task, "source_name": st.source_name,
+                              "worker_name": worker, "stage": st.stage,
+                              "unit": st.unit or "Dump"}
+    if st.error_msg:
+        status["error_msg"] = st.error_msg
+    if runner is not None:
+        status.update(runner.progress())
+    elif st.chunks is not None:
+        status.update(_stored_progress(st))
+    return status
+
+
+def _stored_progress(st: SubtaskState) -> dict[str, Any]:
+    total = len(st.chunks or [])
+    done = total if st.stage == FINISHED else st.finished_chunks
+    pct = f"{100.0 * done / total if total else 100.0:.2f} %"
+    tables = {(c["schema"], c["table"]) for c in st.chunks or []}
+    est = sum(int(c.get("est_rows", 0)) for c in st.chunks or [])
+    return {
+        "dump_status": {"total_tables": len(tables),
+                        "completed_tables": float(len(tables) if done == total else 0),
+                        "finished_bytes": float(st.finished_bytes),
+                        "finished_rows": float(st.finished_rows),
+                        "estimate_total_rows": float(est), "bps": 0, "progress": pct},
+        "load_status": {"finished_bytes": st.finished_bytes, "total_bytes": st.finished_bytes,
+                        "progress": pct, "meta_binlog": _pos(st), "meta_binlog_gtid":
+                        st.binlog_gtid, "bps": 0},
+    }
+
+
+def _pos(st: SubtaskState) -> str:
+    return f"({st.binlog_name}, {st.binlog_pos})" if st.binlog_name else ""
+
+
+def _deep_copy(doc: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(doc)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class TaskActor:
+    """Thin Ray shell over TaskManager; on restart it resumes its running subtasks."""
+
+    def __init__(self, name: str, cfg: RuntimeConfig):
+        self.m = TaskManager(name, cfg)
+
+    async def create(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.create(request_id, task)
+
+    async def update(self, task: dict[str, Any]) -> dict[str, Any]:
+        return await self.m.update(task)
+
+    async def delete(self, keep_meta: bool) -> None:
+        await self.m.delete(keep_meta)
+
+    async def start(self, sources: list[str] | None, remove_meta: bool) -> None:
+        await self.m.start(sources, remove_meta)
+
+    async def stop(self, sources: list[str] | None) -> None:
+        await self.m.stop(sources)
+
+    async def get(self) -> dict[str, Any] | None:
+        st = await self.m.ready()
+        return self.m.plain() if st.exists else None
+
+    async def task_model(self) -> Task:
+        await self.m.ready()
+        self.m._require()
+        return self.m.task_model()
+
+    async def stages(self) -> dict[str, str]:
+        st = await self.m.ready()
+        return {s: sub.stage for s, sub in st.subtasks.items()}
+
+    async def status(self, sources: list[str] | None,
+                     workers: dict[str, str]) -> list[dict[str, Any]]:
+        await self.m.ready()
+        self.m._require()
+        return self.m.status(sources, workers)
+
+    async def chunk_worker_pids(self) -> list[int]:
+        """Processes of the running chunk workers (for operators and failure tests)."""
+        refs = [w.pid.remote() for r in self.m.runners.values() for w in r.workers]
+        return [int(p) for p in await asyncio.gather(*refs)]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+__all__ = ["FINISHED", "PAUSED", "RUNNING", "STOPPED", "TaskActor", "TaskManager"]

@@ -1,0 +1,305 @@
+"""Task operations of the coordinator: the task index in the cluster stream, templates,
+and the calls into each task's actor. Mixed into ClusterManager."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from actors.config import NAMESPACE, RuntimeConfig
+from actors.remote import call
+from actors.task import RUNNING, TaskActor
+from domain.cluster import ClusterState
+from domain.task_models import StartTaskRequest, Task
+from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
+from events.errors import (
+    API_ERROR,
+    META_NOT_SET,
+    SOURCE_DISABLED,
+    SOURCE_NOT_EXISTS,
+    SUBTASK_EXISTS,
+    TASK_NOT_EXISTS,
+    TEMPLATE_EXISTS,
+    TEMPLATE_NOT_EXISTS,
+    DMError,
+)
+from mysqlkit import upstream
+from mysqlkit.precheck import precheck
+from mysqlkit.routing import migrate_targets, router_for_source
+from storage.aggregate import Aggregate
+from storage.secrets import SecretBox
+
+
+def task_actor_name(task: str) -> str:
+    return f"task/{task}"
+
+
+class TaskOps:
+    """Needs of the mixin, provided by ClusterManager."""
+
+    cfg: RuntimeConfig
+    agg: Aggregate[ClusterState]
+    box: SecretBox
+    _lock: asyncio.Lock
+    _name_locks: defaultdict[str, asyncio.Lock]
+
+    @property
+    def state(self) -> ClusterState:
+        return self.agg.state
+
+    async def ready(self) -> ClusterState:
+        raise NotImplementedError
+
+    async def publish(self) -> None:
+        raise NotImplementedError
+
+    def _source_actor(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _require_source(self, name: str) -> None:
+        raise NotImplementedError
+
+    async def _view(self, name: str, refresh: bool = False) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _task_actor(self, name: str) -> Any:
+        return TaskActor.options(  # type: ignore[attr-defined]
+            name=task_actor_name(name), namespace=NAMESPACE, lifetime="detached",
+            get_if_exists=True,
+        ).remote(name, self.cfg)
+
+    def _require_task(self, name: str) -> None:
+        if name not in self.state.tasks:
+            raise TASK_NOT_EXISTS(name)
+
+    def tasks_of_source(self, name: str) -> list[str]:
+        return self.state.tasks_of_source(name)
+
+    async def running_tasks_of_source(self, name: str) -> list[str]:
+        running = []
+        for task in self.state.tasks_of_source(name):
+            stages = await call(self._task_actor(task).stages.remote())
+            if stages.get(name) == RUNNING:
+                running.append(task)
+        return running
+
+    async def _source_conns(self, names: list[str]) -> dict[str, upstream.ConnConfig]:
+        conns = await asyncio.gather(
+            *(call(self._source_actor(n).conn_config.remote()) for n in names))
+        return dict(zip(names, conns, strict=True))
+
+    async def _check(self, task: Task) -> str:
+        sources = [c.source_name for c in task.source_config.source_conf]
+        for s in sources:
+            self._require_source(s)
+            router_for_source(task, s)  # unknown filter names, bad rules: 400 now
+        tc = task.target_config
+        target = upstream.ConnConfig(host=tc.host, port=tc.port, user=tc.user,
+                                     password=tc.password)
+        result = await precheck(task, await self._source_conns(sources), target)
+        if not result.passed:
+            raise result.to_error()
+        return result.text()
+
+    async def create_task(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        model = Task.model_validate(task)
+        name = model.name
+        sources = [c.source_name for c in model.source_config.source_conf]
+        await self.ready()
+        async with self._name_locks["task:" + name]:
+            if name in self.state.tasks:
+                if self.state.task_requests.get(name) == request_id:
+                    return {"task": await call(self._task_actor(name).get.remote()),
+                            "check_result": "pre-check is passed. "}
+                raise SUBTASK_EXISTS(name, sources)
+            check = await self._check(model)
+            stored = await call(self._task_actor(name).create.remote(request_id, task))
+            async with self._lock:
+                await self.agg.record(TaskAdded(task_name=name, request_id=request_id,
+                                                source_names=sources))
+            await self.publish()
+            return {"task": stored, "check_result": check}
+
+    async def update_task(self, task: dict[str, Any]) -> dict[str, Any]:
+        model = Task.model_validate(task)
+        name = model.name
+        await self.ready()
+        async with self._name_locks["task:" + name]:
+            self._require_task(name)
+            actor = self._task_actor(name)
+            if model.target_config.password == "******":
+                stored = await call(actor.task_model.remote())
+                tc = model.target_config.model_copy(
+                    update={"password": stored.target_config.password})
+                model = model.model_copy(update={"target_config": tc})
+            check = await self._check(model)
+            body = await call(actor.update.remote(task))
+            sources = [c.source_name for c in model.source_config.source_conf]
+            if sources != self.state.tasks.get(name):
+                async with self._lock:
+                    await self.agg.record(TaskSourcesChanged(task_name=name,
+                                                             source_names=sources))
+            await self.publish()
+            return {"task": body, "check_result": check}
+
+    async def delete_task(self, name: str, force: bool = False, keep_meta: bool = False) -> None:
+        await self.ready()
+        async with self._name_locks["task:" + name]:
+            self._require_task(name)
+            actor = self._task_actor(name)
+            stages = await call(actor.stages.remote())
+            if not force and RUNNING in stages.values():
+                raise API_ERROR(f"task {name} has running subtasks, stop it first or use force")
+            await call(actor.delete.remote(keep_meta))
+            async with self._lock:
+                await self.agg.record(TaskRemoved(task_name=name))
+            ray.kill(actor, no_restart=True)
+            await self.publish()
+
+    async def get_task(self, name: str, with_status: bool = False) -> dict[str, Any]:
+        await self.ready()
+        self._require_task(name)
+        actor = self._task_actor(name)
+        body = await call(actor.get.remote())
+        if body is None:
+            raise TASK_NOT_EXISTS(name)
+        if with_status:
+            body["status_list"] = await self.task_status(name, None)
+        return dict(body)
+
+    async def list_tasks(self, with_status: bool = False, stage: str | None = None,
+                         source_names: list[str] | None = None) -> list[dict[str, Any]]:
+        await self.ready()
+        out = []
+        for name in sorted(self.state.tasks):
+            if source_names and not set(source_names) & set(self.state.tasks[name]):
+                continue
+            if stage:
+                stages = await call(self._task_actor(name).stages.remote())
+                if stage not in stages.values():
+                    continue
+            out.append(await self.get_task(name, with_status))
+        return out
+
+    async def task_status(self, name: str, sources: list[str] | None) -> list[dict[str, Any]]:
+        await self.ready()
+        self._require_task(name)
+        return list(await call(self._task_actor(name).status.remote(
+            sources, dict(self.state.bindings))))
+
+    async def start_task(self, name: str, req: dict[str, Any]) -> None:
+        start = StartTaskRequest.model_validate(req)
+        await self.ready()
+        async with self._name_locks["task:" + name]:
+            self._require_task(name)
+            actor = self._task_actor(name)
+            model: Task = await call(actor.task_model.remote())
+            chosen = start.source_name_list or self.state.tasks[name]
+            for s in chosen:
+                if s not in self.state.sources:
+                    raise SOURCE_NOT_EXISTS(s)
+                view = await self._view(s)
+                if view is not None and not view.get("enable", True):
+                    raise SOURCE_DISABLED(name, s)
+            if model.task_mode == "incremental" and not start.start_time:
+                for conf in model.source_config.source_conf:
+                    if conf.source_name in chosen and not (conf.binlog_name or conf.binlog_gtid):
+                        raise META_NOT_SET("incremental")
+            await call(actor.start.remote(start.source_name_list, start.remove_meta))
+
+    async def stop_task(self, name: str, sources: list[str] | None) -> None:
+        await self.ready()
+        async with self._name_locks["task:" + name]:
+            self._require_task(name)
+            await call(self._task_actor(name).stop.remote(sources))
+
+    async def task_migrate_targets(self, name: str, source: str, schema_pattern: str | None,
+                                   table_pattern: str | None) -> list[dict[str, str]]:
+        await self.ready()
+        self._require_task(name)
+        if source not in self.state.tasks[name]:
+            raise SOURCE_NOT_EXISTS(source)
+        model: Task = await call(self._task_actor(name).task_model.remote())
+        router = router_for_source(model, source)
+        conn = (await self._source_conns([source]))[source]
+        pairs = await migrate_targets(conn, router, schema_pattern, table_pattern)
+        return [{"source_schema": s.schema, "source_table": s.table,
+                 "target_schema": t.schema, "target_table": t.table} for s, t in pairs]
+
+    # --- templates ------------------------------------------------------------------
+    def _stored_template(self, task: Task) -> dict[str, Any]:
+        doc = task.dump()
+        tc = doc["target_config"]
+        tc["password_enc"] = self.box.encrypt(tc.pop("password", ""))
+        return doc
+
+    def _plain_template(self, doc: dict[str, Any]) -> dict[str, Any]:
+        import copy
+
+        out = copy.deepcopy(doc)
+        out["target_config"].pop("password_enc", None)
+        out["target_config"]["password"] = "******"
+        return out
+
+    async def create_template(self, task: dict[str, Any],
+                              overwrite: bool = False) -> dict[str, Any]:
+        model = Task.model_validate(task)
+        await self.ready()
+        async with self._lock:
+            if model.name in self.state.templates and not overwrite:
+                raise TEMPLATE_EXISTS(model.name)
+            await self.agg.record(TemplateSet(name=model.name, task=self._stored_template(model)))
+        return self._plain_template(self.state.templates[model.name])
+
+    async def list_templates(self) -> list[dict[str, Any]]:
+        await self.ready()
+        return [self._plain_template(self.state.templates[n]) for n in sorted(self.state.templates)]
+
+    async def get_template(self, name: str) -> dict[str, Any]:
+        await self.ready()
+        if name not in self.state.templates:
+            raise TEMPLATE_NOT_EXISTS(name)
+        return self._plain_template(self.state.templates[name])
+
+    async def update_template(self, name: str, task: dict[str, Any]) -> dict[str, Any]:
+        model = Task.model_validate(task)
+        if model.name != name:
+            raise API_ERROR(f"template name {model.name!r} does not match the path {name!r}")
+        await self.ready()
+        async with self._lock:
+            if name not in self.state.templates:
+                raise TEMPLATE_NOT_EXISTS(name)
+            await self.agg.record(TemplateSet(name=name, task=self._stored_template(model)))
+        return self._plain_template(self.state.templates[name])
+
+    async def delete_template(self, name: str) -> None:
+        await self.ready()
+        async with self._lock:
+            if name not in self.state.templates:
+                raise TEMPLATE_NOT_EXISTS(name)
+            await self.agg.record(TemplateRemoved(name=name))
+
+    async def import_templates(self, overwrite: bool) -> dict[str, Any]:
+        await self.ready()
+        ok: list[str] = []
+        failed: list[dict[str, str]] = []
+        for name in sorted(self.state.tasks):
+            try:
+                model: Task = await call(self._task_actor(name).task_model.remote())
+                async with self._lock:
+                    if name in self.state.templates and not overwrite:
+                        raise TEMPLATE_EXISTS(name)
+                    await self.agg.record(TemplateSet(name=name,
+                                                      task=self._stored_template(model)))
+                ok.append(name)
+            except DMError as err:
+                failed.append({"task_name": name, "error_msg": str(err)})
+        return {"success_task_list": ok, "failed_task_list": failed}
+
+
+def match(pattern: str | None, value: str) -> bool:
+    return pattern is None or fnmatch.fnmatchcase(value, pattern)

@@ -1,0 +1,269 @@
+"""Loading: target tables, and INSERT statements applied one transaction per chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncmy
+import asyncmy.errors
+
+from events.errors import (
+    LOAD_DUPLICATE_ENTRY,
+    LOAD_INVALID_INSERT_SQL,
+    LOAD_NOT_CREATE_TABLE,
+    LOAD_TABLE_MISMATCH,
+    DMError,
+)
+from mysqlkit.dump import SESSION_SETTINGS
+from mysqlkit.sqlquote import quote_ident
+from mysqlkit.upstream import driver_error
+
+__all__ = [
+    "LOAD_SESSION_SETTINGS",
+    "ON_DUPLICATE_MODES",
+    "create_target_table",
+    "load_statements",
+    "prepare_load_session",
+    "rename_create_table",
+    "table_columns",
+]
+
+log = logging.getLogger(__name__)
+
+ON_DUPLICATE_MODES = ("replace", "ignore", "error")
+
+# SESSION_SETTINGS (utf8mb4, UTC, mysqldump's sql_mode: see mysqlkit.dump) plus the checks a
+# bulk load of already consistent data can skip.
+LOAD_SESSION_SETTINGS = (SESSION_SETTINGS + ", SESSION foreign_key_checks = 0, "
+                         "SESSION unique_checks = 0")
+
+_ER_DUP_ENTRY = 1062
+
+# The head of a data statement, after optional whitespace: INSERT [IGNORE] INTO or REPLACE
+# INTO (mydumper and mysqldump write plain INSERT INTO) and the table name, optionally
+# schema-qualified, backtick-quoted or bare.
+_IDENT_B = rb"(?:`(?:[^`]|``)+`|[\w$]+)"
+_HEAD_RE = re.compile(rb"\A(\s*)(?:INSERT\s+(?:IGNORE\s+)?|REPLACE\s+)INTO\s+(" + _IDENT_B
+                      + rb"(?:\s*\.\s*" + _IDENT_B + rb")?)", re.IGNORECASE)
+# Session statements that dump files carry, e.g. mydumper's `/*!40101 SET NAMES binary*/;`.
+_SET_RE = re.compile(rb"\A\s*(?:/\*!\d*\s*)?SET\b", re.IGNORECASE)
+_VERBS = {"replace": b"REPLACE INTO", "ignore": b"INSERT IGNORE INTO", "error": b"INSERT INTO"}
+
+
+async def prepare_load_session(conn: asyncmy.Connection) -> None:
+    await conn.query(LOAD_SESSION_SETTINGS)
+
+
+def _rewrite(stmt: bytes, verb: bytes, target: bytes | None) -> tuple[bytes, bool]:
+    """(statement with its verb, and table if `target`, replaced, True) for data
+    statements; (stmt, False) for SET statements; anything else is refused: a chunk must
+    not run arbitrary SQL."""
+    m = _HEAD_RE.match(stmt)
+    if m is not None:
+        return m.group(1) + verb + b" " + (target or m.group(2)) + stmt[m.end():], True
+    if _SET_RE.match(stmt):
+        return stmt, False
+    raise LOAD_INVALID_INSERT_SQL(stmt[:200].decode(errors="replace"))
+
+
+def _target_of(stmt: bytes) -> str:
+    m = _HEAD_RE.match(stmt)
+    return m.group(2).decode(errors="replace") if m else "?"
+
+
+async def load_statements(conn: asyncmy.Connection, statements: Iterable[bytes],
+                          on_duplicate: str,
+                          checkpoint: tuple[str, Sequence[Any]] | None = None,
+                          *, target: tuple[str, str] | None = None) -> int:
+    """Run `statements` (INSERTs, as dump_chunk/iter_statements yield them) in ONE
+    transaction with their verb set by `on_duplicate` (replace: REPLACE INTO, ignore:
+    INSERT IGNORE INTO, error: INSERT INTO), then the optional `checkpoint` (sql, args) in
+    the same transaction, then COMMIT. `target` (schema, table) replaces the table the
+    statements name (for dump files written under another name, or mydumper's, which name
+    the table without its schema). Returns the rows affected by the data statements
+    (REPLACE counts a replaced row twice, as MySQL does).
+
+    Errors roll the transaction back: a duplicate key with `error` is LOAD_DUPLICATE_ENTRY
+    (34101) with the server's message as cause; other driver errors are DB_DRIVER.
+    """
+    verb = _VERBS.get(on_duplicate)
+    if verb is None:
+        raise ValueError(f"on_duplicate must be one of {ON_DUPLICATE_MODES}, "
+                         f"not {on_duplicate!r}")
+    affected = 0
+    stmt = b""
+    name = (f"{quote_ident(target[0])}.{quote_ident(target[1])}".encode()
+            if target is not None else None)
+    try:
+        await prepare_load_session(conn)
+        await conn.query("BEGIN")
+        reset = False
+        for raw in statements:
+            stmt, is_data = _rewrite(raw, verb, name)
+            n = await conn.query(stmt)
+            if is_data:
+                affected += n
+            else:
+                reset = True
+        if checkpoint is not None:
+            if reset:  # a file's `SET NAMES binary` must not reach the checkpoint's text
+                await prepare_load_session(conn)
+            sql, args = checkpoint
+            stmt = sql.encode()  # names the checkpoint table if it is the duplicate
+            async with conn.cursor() as cur:
+                await cur.execute(sql, args)
+        await conn.query("COMMIT")
+    except BaseException as exc:
+        if isinstance(exc, DMError | asyncmy.errors.MySQLError):
+            await _rollback(conn)
+        else:
+            # Cancelled or network error mid-statement: the protocol state is unknown, so
+            # drop the connection; the server rolls the transaction back.
+            conn.close()
+        if isinstance(exc, DMError):
+            raise
+        if isinstance(exc, asyncmy.errors.IntegrityError) and exc.args \
+                and exc.args[0] == _ER_DUP_ENTRY:
+            raise LOAD_DUPLICATE_ENTRY(_target_of(stmt), cause=str(exc)) from None
+        if isinstance(exc, asyncmy.errors.MySQLError | OSError):
+            raise driver_error(exc) from None
+        raise
+    return affected
+
+
+async def _rollback(conn: asyncmy.Connection) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await conn.query("ROLLBACK")
+    except (asyncmy.errors.MySQLError, OSError, RuntimeError):
+        conn.close()  # broken connection: the server rolls back on its own
+
+
+# --- target tables ---------------------------------------------------------------------------
+
+# The head of a CREATE TABLE statement up to and including the table name (optionally
+# schema-qualified, backtick-quoted or bare).
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_CREATE_HEAD_RE = re.compile(
+    rf"\A(?:\s|/\*.*?\*/)*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?TABLE\s+"
+    rf"(?:IF\s+NOT\s+EXISTS\s+)?{_IDENT}(?:\s*\.\s*{_IDENT})?",
+    re.IGNORECASE | re.DOTALL)
+
+
+def rename_create_table(create_sql: str, schema: str, table: str) -> str:
+    """`CREATE TABLE IF NOT EXISTS `schema`.`table` ...` from a CREATE TABLE statement.
+
+    A regex limited to the statement's head rather than sqlglot: sqlglot would parse and
+    re-generate the whole statement, and its MySQL dialect does not round-trip every
+    MariaDB/MySQL table and column option (system versioning, page compression, invisible
+    columns, odd CHECK/generated-column expressions...), so the target could silently get a
+    different table. Only the name is ours to change; the body stays byte for byte.
+    """
+    m = _CREATE_HEAD_RE.match(create_sql)
+    if m is None:
+        raise LOAD_NOT_CREATE_TABLE(create_sql[:200], schema, table)
+    return (f"CREATE TABLE IF NOT EXISTS {quote_ident(schema)}.{quote_ident(table)}"
+            + create_sql[m.end():])
+
+
+_COLUMN_LINE_RE = re.compile(r"^\s*`((?:[^`]|``)+)`\s+(.*)$")
+_INT_WIDTH_RE = re.compile(r"^(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)")
+
+
+def _column_type(rest: str) -> str:
+    """The type at the start of a column definition, normalised: lower case, without
+    integer display widths (MySQL 8 omits them, MariaDB shows them) nor ZEROFILL."""
+    i, depth, quote = 0, 0, ""
+    while i < len(rest):
+        ch = rest[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch.isspace() and depth == 0:
+            break
+        i += 1
+    words = [rest[:i]]
+    for word in rest[i:].split():
+        if word.lower() not in ("unsigned", "zerofill", "signed"):
+            break
+        if word.lower() == "unsigned":
+            words.append("unsigned")
+    typ = " ".join(words)
+    typ = typ[:typ.index("(")].lower() + typ[typ.index("("):] if "(" in typ else typ.lower()
+    typ = _INT_WIDTH_RE.sub(r"\1", typ)
+    return typ.replace("integer", "int", 1) if typ.startswith("integer") else typ
+
+
+def table_columns(create_sql: str) -> list[tuple[str, str]]:
+    """(name, normalised type) of each column of a SHOW CREATE TABLE text, in order.
+
+    SHOW CREATE TABLE prints one column per line, names backtick-quoted; index and
+    constraint lines do not start with a backtick.
+    """
+    body = create_sql[create_sql.index("(") + 1:] if "(" in create_sql else ""
+    cols = []
+    for line in body.splitlines():
+        m = _COLUMN_LINE_RE.match(line)
+        if m:
+            cols.append((m.group(1).replace("``", "`"), _column_type(m.group(2))))
+    return cols
+
+
+async def _fetchall(conn: asyncmy.Connection, sql: str,
+                    args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    async with conn.cursor() as cur:
+        await cur.execute(sql, args)
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+async def create_target_table(conn: asyncmy.Connection, create_sql: str, target_schema: str,
+                              target_table: str) -> bool:
+    """Create `target_schema` if missing and the table under its routed name from the
+    source's CREATE TABLE. Returns True if created, False if it already existed with the
+    same columns (names and types, in order); a different structure is
+    LOAD_TABLE_MISMATCH (34102) naming the table."""
+    name = f"{quote_ident(target_schema)}.{quote_ident(target_table)}"
+    ddl = rename_create_table(create_sql, target_schema, target_table)
+    try:
+        # FK checks off: a table may reference one not created yet. The dump sql_mode
+        # accepts the zero-date defaults the source accepted.
+        await prepare_load_session(conn)
+        await conn.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_schema)}")
+        exists = await _fetchall(
+            conn, "SELECT 1 FROM information_schema.TABLES "
+                  "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (target_schema, target_table))
+        if not exists:
+            await conn.query(ddl)
+            return True
+        [row] = await _fetchall(conn, f"SHOW CREATE TABLE {name}")
+    except DMError:
+        raise
+    except (asyncmy.errors.MySQLError, OSError) as exc:
+        raise driver_error(exc) from None
+    current = row[1].decode() if isinstance(row[1], bytes) else str(row[1])
+    want, have = table_columns(create_sql), table_columns(current)
+    if want != have:
+        raise LOAD_TABLE_MISMATCH(name, _describe_mismatch(want, have))
+    return False
+
+
+def _describe_mismatch(want: list[tuple[str, str]], have: list[tuple[str, str]]) -> str:
+    for i, (w, h) in enumerate(zip(want, have, strict=False)):
+        if w != h:
+            return (f"column #{i + 1} is `{h[0]}` {h[1]} in the target but `{w[0]}` {w[1]} "
+                    f"in the source")
+    if len(want) > len(have):
+        return f"the target lacks column `{want[len(have)][0]}`"
+    return f"the target has the extra column `{have[len(want)][0]}`"
