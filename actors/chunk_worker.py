@@ -13,6 +13,7 @@ from events.errors import DMError
 from mysqlkit import upstream
 from mysqlkit.chunks import Chunk
 from mysqlkit.dump import dump_chunk, open_snapshot_reader
+from mysqlkit.dumpfiles import iter_statements, write_chunk_file
 from mysqlkit.load import load_statements
 from mysqlkit.routing import TableRef
 from mysqlkit.sqlquote import quote_ident
@@ -55,14 +56,46 @@ class ChunkWorker:
         finally:
             self.readers.put_nowait(reader)
         nbytes = sum(len(s) for s in statements)
-        checkpoint = (
+        async with upstream.open_conn(self.target) as conn:
+            rows = await load_statements(conn, statements, self.on_duplicate,
+                                         self._checkpoint(c, nbytes))
+        return {"rows": rows, "bytes": nbytes}
+
+    async def dump_chunk_to_file(self, c: dict[str, Any], info: TableInfo,
+                                 data_dir: str) -> dict[str, int]:
+        """`dump` mode: the chunk as a Dumpling/mydumper data file, written atomically
+        (its existence is the checkpoint)."""
+        reader = await self.readers.get()
+        try:
+            chunk = Chunk(schema=c["schema"], table=c["table"], index=int(c["index"]),
+                          where=c["where"], est_rows=int(c.get("est_rows", 0)))
+            # Files name the source table, as mydumper's do; `load` routes them.
+            statements = [s async for s in dump_chunk(reader, info, chunk,
+                                                      TableRef(c["schema"], c["table"]))]
+        finally:
+            self.readers.put_nowait(reader)
+        _path, nbytes = await write_chunk_file(data_dir, c["schema"], c["table"],
+                                               int(c["index"]), statements)
+        return {"rows": 0, "bytes": nbytes}
+
+    async def load_file(self, c: dict[str, Any]) -> dict[str, int]:
+        """`load` mode: one data file (ours or mydumper's) in one transaction with its
+        checkpoint row."""
+        path = c["path"]
+        statements = await asyncio.to_thread(lambda: list(iter_statements(path)))
+        nbytes = sum(len(s) for s in statements)
+        async with upstream.open_conn(self.target) as conn:
+            rows = await load_statements(conn, statements, self.on_duplicate,
+                                         self._checkpoint(c, nbytes),
+                                         target=(c["target_schema"], c["target_table"]))
+        return {"rows": rows, "bytes": nbytes}
+
+    def _checkpoint(self, c: dict[str, Any], nbytes: int) -> tuple[str, tuple[Any, ...]]:
+        return (
             f"INSERT INTO {self.ckpt} (source_name, schema_name, table_name, chunk_index, "
             "row_count, byte_count) VALUES (%s, %s, %s, %s, %s, %s)",
             (self.source_name, c["schema"], c["table"], int(c["index"]), 0, nbytes),
         )
-        async with upstream.open_conn(self.target) as conn:
-            rows = await load_statements(conn, statements, self.on_duplicate, checkpoint)
-        return {"rows": rows, "bytes": nbytes}
 
     def pid(self) -> int:
         return os.getpid()

@@ -10,21 +10,31 @@ redoes exactly the chunks that are not done and never writes a row twice.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 import time
 from collections.abc import Container
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.chunk_worker import ChunkWorker, checkpoint_table
-from events.errors import API_ERROR, DMError, scrub
+from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
 from events.task import DumpPlanned, SubtaskProgress
 from mysqlkit import upstream
 from mysqlkit.chunks import plan_chunks
-from mysqlkit.dump import SnapshotLock
+from mysqlkit.dump import BinlogPosition, SnapshotLock
+from mysqlkit.dumpfiles import (
+    chunk_file_name,
+    list_dump,
+    read_create_table,
+    write_metadata,
+    write_schema_create,
+    write_table_schema,
+)
 from mysqlkit.load import create_target_table
 from mysqlkit.routing import migrate_targets, router_for_source
 from mysqlkit.sqlquote import quote_ident
@@ -101,6 +111,7 @@ class SubtaskRunner:
         self.started = time.monotonic()
         self.binlog = ""
         self.gtid = ""
+        self.position: BinlogPosition | None = None
 
     @property
     def workers(self) -> list[Any]:
@@ -130,7 +141,11 @@ class SubtaskRunner:
     async def _run(self) -> None:
         error: DMError | None = None
         try:
-            await self._full()
+            mode = self.mgr.state.task.get("task_mode", "full")
+            if mode == "load":
+                await self._load_files()
+            else:
+                await self._full(to_files=mode == "dump")
         except asyncio.CancelledError:
             raise
         except DMError as exc:
@@ -167,7 +182,17 @@ class SubtaskRunner:
             total_chunks=self.total_chunks, finished_rows=self.rows, finished_bytes=self.bytes))
 
     # --- the work -------------------------------------------------------------------
-    async def _full(self) -> None:
+    def data_dir(self) -> Path:
+        """dump/load modes: full_migrate_conf.data_dir (a folder per source when the task
+        has several), else a folder in the server's data dir."""
+        conf = self.mgr.task_model().source_config.full_migrate_conf
+        sources = self.mgr.state.source_names()
+        if conf and conf.data_dir:
+            base = Path(conf.data_dir).expanduser()
+            return base / self.source if len(sources) > 1 else base
+        return Path(self.mgr.cfg.data_dir) / "dumps" / f"{self.mgr.name}.{self.source}"
+
+    async def _full(self, to_files: bool = False) -> None:
         mgr = self.mgr
         task = mgr.task_model()
         src = await mgr.source_conn(self.source)
@@ -201,11 +226,23 @@ class SubtaskRunner:
         self.total_chunks = len(plan)
         self.total_tables = len({(c["schema"], c["table"]) for c in plan})
         self.est_rows = sum(int(c.get("est_rows", 0)) for c in plan)
-        async with upstream.open_conn(tgt) as conn:
-            for s, t in pairs:
-                await create_target_table(conn, infos[(s.schema, s.table)].create_sql,
-                                          t.schema, t.table)
-        done = await done_chunks(tgt, meta, mgr.name, self.source)
+        data_dir = self.data_dir()
+        if to_files:
+            started = dt.datetime.now()
+            for s, _t in pairs:
+                write_schema_create(data_dir, s.schema)
+                write_table_schema(data_dir, s.schema, s.table,
+                                   infos[(s.schema, s.table)].create_sql)
+            done = {chunk_key(c): (0, (data_dir / chunk_file_name(
+                c["schema"], c["table"], int(c["index"]))).stat().st_size)
+                for c in plan if (data_dir / chunk_file_name(
+                    c["schema"], c["table"], int(c["index"]))).exists()}
+        else:
+            async with upstream.open_conn(tgt) as conn:
+                for s, t in pairs:
+                    await create_target_table(conn, infos[(s.schema, s.table)].create_sql,
+                                              t.schema, t.table)
+            done = await done_chunks(tgt, meta, mgr.name, self.source)
         for rows, nbytes in done.values():
             self.rows += rows
             self.bytes += nbytes
@@ -218,7 +255,8 @@ class SubtaskRunner:
         while remaining:
             try:
                 await self._run_chunks(remaining, src, tgt, infos, export_threads,
-                                       import_threads, consistency, on_dup, meta)
+                                       import_threads, consistency, on_dup, meta,
+                                       data_dir if to_files else None)
                 remaining = []
             except (RayActorError, _WorkerLost) as exc:
                 attempt += 1
@@ -228,11 +266,108 @@ class SubtaskRunner:
                 log.warning("subtask %s/%s: a chunk worker was lost, resuming",
                             mgr.name, self.source)
                 self._kill_workers()
-                done = await done_chunks(tgt, meta, mgr.name, self.source)
-                remaining = [c for c in plan if chunk_key(c) not in done]
+                if to_files:
+                    remaining = [c for c in remaining if not (data_dir / chunk_file_name(
+                        c["schema"], c["table"], int(c["index"]))).exists()]
+                else:
+                    done = await done_chunks(tgt, meta, mgr.name, self.source)
+                    remaining = [c for c in plan if chunk_key(c) not in done]
                 self.done_chunks = self.total_chunks - len(remaining)
-        self.unit = "Load"
+        if to_files:
+            if self.position is not None:
+                write_metadata(data_dir, self.position, started, dt.datetime.now())
+        else:
+            self.unit = "Load"
         await self._record_progress()
+
+    async def _load_files(self) -> None:
+        """`load` mode: import a dump in data_dir, ours or mydumper's, routed by the task's
+        rules, with the same per-file checkpoints as a pipelined load."""
+        mgr = self.mgr
+        task = mgr.task_model()
+        tgt = mgr.target_conn()
+        router = router_for_source(task, self.source)
+        conf = task.source_config.full_migrate_conf
+        import_threads = conf.import_threads if conf else 16
+        on_dup = (conf.on_duplicate_logical if conf else None) or task.on_duplicate
+        data_dir = self.data_dir()
+        if not data_dir.is_dir():
+            raise LOAD_DUMP_DIR_NOT_FOUND(str(data_dir))
+        listing = await asyncio.to_thread(list_dump, data_dir)
+        self.unit = "Load"
+        if listing.metadata and listing.metadata.position:
+            p = listing.metadata.position
+            self.binlog = f"({p.binlog_name}, {p.binlog_pos})" if p.binlog_name else ""
+            self.gtid = p.gtid
+        plan: list[dict[str, Any]] = []
+        async with upstream.open_conn(tgt) as conn:
+            for t in listing.tables:
+                dest = router.route(t.schema, t.table)
+                if dest is None:
+                    continue
+                create_sql = await asyncio.to_thread(read_create_table, t.schema_file)
+                await create_target_table(conn, create_sql, dest.schema, dest.table)
+                for i, path in enumerate(t.data_files):
+                    plan.append({"schema": t.schema, "table": t.table, "index": i,
+                                 "path": str(path), "target_schema": dest.schema,
+                                 "target_table": dest.table,
+                                 "est_rows": 0, "size": path.stat().st_size})
+        self.total_chunks = len(plan)
+        self.total_tables = len({(c["schema"], c["table"]) for c in plan})
+        attempt = 0
+        while True:
+            done = await done_chunks(tgt, task.meta_schema, mgr.name, self.source)
+            self.done_keys = set(done)
+            self.rows = sum(r for r, _ in done.values())
+            self.bytes = sum(b for _, b in done.values())
+            remaining = [c for c in plan if chunk_key(c) not in done]
+            self.done_chunks = self.total_chunks - len(remaining)
+            self._update_done_tables(plan, self.done_keys)
+            if not remaining:
+                break
+            try:
+                await self._load_chunk_files(remaining, plan, tgt, import_threads, on_dup,
+                                             task.meta_schema)
+            except (RayActorError, _WorkerLost) as exc:
+                attempt += 1
+                if attempt > WORKER_RETRIES:
+                    raise API_ERROR(f"load workers lost {attempt} times: "
+                                    f"{type(exc).__name__}") from None
+                self._kill_workers()
+        await self._record_progress()
+
+    async def _load_chunk_files(self, remaining: list[dict[str, Any]],
+                                plan: list[dict[str, Any]], tgt: upstream.ConnConfig,
+                                import_threads: int, on_dup: str, meta: str) -> None:
+        n_workers = max(1, min(import_threads, 2, len(remaining)))
+        lanes_per_worker = math.ceil(import_threads / n_workers)
+        self._workers = [
+            ChunkWorker.remote(tgt, tgt, self.mgr.name, self.source, meta, on_dup,  # type: ignore[attr-defined]
+                               lanes_per_worker)
+            for _ in range(n_workers)
+        ]
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for c in sorted(remaining, key=lambda c: -int(c["size"])):  # big files first
+            queue.put_nowait(c)
+
+        async def lane(worker: Any) -> None:
+            while True:
+                try:
+                    c = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                res = await _unwrapped(worker.load_file.remote(c))
+                self._chunk_done(c, res, plan)
+
+        await asyncio.gather(*(lane(w) for w in self._workers for _ in range(lanes_per_worker)))
+
+    def _chunk_done(self, c: dict[str, Any], res: dict[str, int],
+                    plan: list[dict[str, Any]]) -> None:
+        self.rows += res["rows"]
+        self.bytes += res["bytes"]
+        self.done_chunks += 1
+        self.done_keys.add(chunk_key(c))
+        self._update_done_tables(plan, self.done_keys)
 
     def _update_done_tables(self, plan: list[dict[str, Any]],
                             done: Container[tuple[str, str, int]]) -> None:
@@ -244,7 +379,7 @@ class SubtaskRunner:
     async def _run_chunks(self, remaining: list[dict[str, Any]], src: upstream.ConnConfig,
                           tgt: upstream.ConnConfig, infos: dict[tuple[str, str], TableInfo],
                           export_threads: int, import_threads: int, consistency: str,
-                          on_dup: str, meta: str) -> None:
+                          on_dup: str, meta: str, data_dir: Path | None) -> None:
         n_workers = max(1, min(export_threads, 2, len(remaining)))
         readers = math.ceil(export_threads / n_workers)
         writers = max(readers, math.ceil(import_threads / n_workers))
@@ -261,6 +396,7 @@ class SubtaskRunner:
             pos = await lock.position()
         finally:
             await lock.release()
+        self.position = pos
         self.binlog = f"({pos.binlog_name}, {pos.binlog_pos})" if pos.binlog_name else ""
         self.gtid = pos.gtid or ""
 
@@ -278,18 +414,12 @@ class SubtaskRunner:
                 except asyncio.QueueEmpty:
                     return
                 info = infos[(c["schema"], c["table"])]
-                try:
-                    res = await worker.run_chunk.remote(c, info)
-                except RayTaskError as exc:
-                    inner = exc.cause
-                    if isinstance(inner, DMError):
-                        raise inner from None
-                    raise
-                self.rows += res["rows"]
-                self.bytes += res["bytes"]
-                self.done_chunks += 1
-                self.done_keys.add(chunk_key(c))
-                self._update_done_tables(all_chunks, self.done_keys)
+                if data_dir is None:
+                    res = await _unwrapped(worker.run_chunk.remote(c, info))
+                else:
+                    res = await _unwrapped(worker.dump_chunk_to_file.remote(
+                        c, info, str(data_dir)))
+                self._chunk_done(c, res, all_chunks)
                 if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                     last_progress = time.monotonic()
                     await self._record_progress()
@@ -300,3 +430,13 @@ class SubtaskRunner:
 
 class _WorkerLost(Exception):
     pass
+
+
+async def _unwrapped(ref: Any) -> Any:
+    """A chunk worker's DMError as itself (it pauses the subtask with its message)."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        if isinstance(exc.cause, DMError):
+            raise exc.cause from None
+        raise

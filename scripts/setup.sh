@@ -12,11 +12,17 @@ fi
 extras=""
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
-  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-    echo "installing mariadb-server (the tests start private servers from its binaries)"
+  # mariadb-server: the tests start private servers from its binaries; mydumper: the
+  # `load` mode is tested on a real mydumper dump.
+  missing=""
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="mariadb-server"
+  command -v mydumper >/dev/null 2>&1 || missing="$missing mydumper"
+  if [ -n "$missing" ]; then
+    echo "installing:$missing"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
 fi
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from typing import Any
 
@@ -31,14 +32,43 @@ def set_serve_env() -> None:
         os.environ.setdefault(key, value)
     # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): take free
     # ones, so that two servers (or a test's second server) can share one machine.
-    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+    # Likewise Serve's fallback proxy (8500, 9500), which HAProxy sends requests to while
+    # no replica is routable; it binds with SO_REUSEPORT, so a shared port mixes servers.
+    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
         os.environ.setdefault(key, str(_free_port()))
+    # Replicas listen behind HAProxy on ports from a range (default 30000-31000) with
+    # SO_REUSEPORT: two servers on one machine would both bind 30000 and the kernel would
+    # hand each one the other's requests. Each server gets a block of its own.
+    for proto, low, high in (("HTTP", 31000, 39000), ("GRPC", 41000, 49000)):
+        if f"RAY_SERVE_DIRECT_INGRESS_MIN_{proto}_PORT" not in os.environ:
+            base = _free_block(low, high, 16)
+            os.environ[f"RAY_SERVE_DIRECT_INGRESS_MIN_{proto}_PORT"] = str(base)
+            os.environ[f"RAY_SERVE_DIRECT_INGRESS_MAX_{proto}_PORT"] = str(base + 16)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
+
+
+def _free_block(low: int, high: int, size: int) -> int:
+    """The first port of `size` consecutive free ports in [low, high), picked at random."""
+    for _ in range(200):
+        base = random.randrange(low, high - size, size)
+        if all(_bindable(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} free consecutive ports in {low}-{high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:

@@ -15,6 +15,7 @@ import events
 import events.cluster as ec
 import events.errors as errors
 import events.source as es
+import events.task as et
 from events.base import (
     DomainEvent,
     DuplicateEventType,
@@ -152,13 +153,29 @@ SAMPLES: dict[type[DomainEvent], DomainEvent] = {
     es.SourceDisabled: es.SourceDisabled(),
     es.SourceWorkerChanged: es.SourceWorkerChanged(worker_name="worker2"),
     es.SourceDeleted: es.SourceDeleted(),
+    ec.TaskAdded: ec.TaskAdded(task_name="t-Ë!s`t", request_id="r1", source_names=["a", "b"]),
+    ec.TaskSourcesChanged: ec.TaskSourcesChanged(task_name="t", source_names=["a"]),
+    ec.TaskRemoved: ec.TaskRemoved(task_name="t"),
+    ec.TemplateSet: ec.TemplateSet(name="t", task={"name": "t", "task_mode": "full"}),
+    ec.TemplateRemoved: ec.TemplateRemoved(name="t"),
+    et.TaskCreated: et.TaskCreated(request_id="r", task={"name": "t", "task_mode": "full"}),
+    et.TaskUpdated: et.TaskUpdated(task={"name": "t", "task_mode": "dump"}),
+    et.TaskDeleted: et.TaskDeleted(),
+    et.SubtaskStageChanged: et.SubtaskStageChanged(source_name="a", stage="Paused",
+                                                   unit="Load", error_msg="[code=1]"),
+    et.DumpPlanned: et.DumpPlanned(source_name="a", chunks=[{"schema": "s", "index": 0}],
+                                   binlog_name="mysql-bin.000001", binlog_pos=4),
+    et.SubtaskProgress: et.SubtaskProgress(source_name="a", unit="Load", finished_chunks=1,
+                                           total_chunks=2, finished_rows=10,
+                                           finished_bytes=100),
+    et.SubtaskMetaRemoved: et.SubtaskMetaRemoved(source_name="a"),
 }
 
 
 def _event_classes() -> list[type[DomainEvent]]:
     """Every DomainEvent subclass defined in the `events` package."""
     found: list[type[DomainEvent]] = []
-    for module in (ec, es):
+    for module in (ec, es, et):
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if (issubclass(obj, DomainEvent) and obj is not DomainEvent
                     and obj.__module__ == module.__name__):
@@ -312,8 +329,9 @@ def test_class_of_examples_from_dm_docs() -> None:
 def test_every_catalogue_entry_has_its_class() -> None:
     catalogue = {n: v for n, v in vars(errors).items() if isinstance(v, ErrorCode)}
     assert len(catalogue) >= 20
-    expected = {10: "database", 20: "config", 26: "task-check", 38: "dm-master",
-                40: "dm-worker", 46: "scheduler", 49: "openapi"}
+    expected = {10: "database", 20: "config", 26: "task-check", 32: "dump-unit",
+                34: "load-unit", 38: "dm-master", 40: "dm-worker", 46: "scheduler",
+                49: "openapi"}
     for name, code in catalogue.items():
         assert code.cls == expected[code.code // 1000], name
         assert str(code()).startswith(f"[code={code.code}:class={code.cls}:"), name

@@ -94,7 +94,8 @@ def test_restart_whole_server(tmp_path: Path, source1: MariaDBServer,
                                          "worker_name": "worker2"})
             assert r.status_code == 201, r.text
             assert c.post("/sources", json=source_body(source2, "keep-2")).status_code == 201
-            assert c.post("/sources/keep-2/disable").status_code == 200
+            r = c.post("/sources/keep-2/disable")
+            assert r.status_code == 200, r.text
             assert c.put("/cluster/info", json={"grafana_topology": {
                 "host": "10.1.1.1", "port": 3000}}).status_code == 200
         before = observe(base)

@@ -1,0 +1,116 @@
+"""Task modes `dump` (Dumpling/mydumper files in data_dir) and `load` (import such files,
+ours or mydumper's), and a failure that pauses a subtask until it is fixed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import q, source_body
+from tests.support.mariadb import MariaDBServer
+from tests.test_api_tasks import table_digest, task_body, wait_stage
+
+
+@pytest.fixture
+def files_env(api: httpx.Client, source1: MariaDBServer, target: MariaDBServer,
+              tmp_path: Path) -> Iterator[dict[str, Any]]:
+    tag = uuid.uuid4().hex[:6]
+    schema, src = f"files_{tag}", f"fsrc-{tag}"
+    source1.execute(f"CREATE DATABASE `{schema}`")
+    for t, n in (("a", 2500), ("b", 40)):
+        source1.execute(f"CREATE TABLE `{schema}`.`{t}` (id INT PRIMARY KEY, k INT NOT NULL, "
+                        "c VARCHAR(64), b VARBINARY(16))")
+        source1.executemany(f"INSERT INTO `{schema}`.`{t}` VALUES (%s, %s, %s, %s)",
+                            [(i, i % 13, f"v'{i}\\ë", bytes([i % 256, 10, 0]))
+                             for i in range(1, n + 1)])
+    assert api.post("/sources", json=source_body(source1, src)).status_code == 201
+    env = {"schema": schema, "source": src, "tag": tag, "dir": tmp_path / "dump"}
+    yield env
+    for t in api.get("/tasks").json()["data"]:
+        api.delete(f"/tasks/{q(t['name'])}", params={"force": True})
+    api.delete(f"/sources/{q(src)}", params={"force": True})
+    source1.execute(f"DROP DATABASE IF EXISTS `{schema}`")
+    for s in target.query(f"SHOW DATABASES LIKE '%{tag}%'"):
+        target.execute(f"DROP DATABASE IF EXISTS `{s[0]}`")
+
+
+def run_task(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    name = body["task"]["name"]
+    r = api.post("/tasks", json=body)
+    assert r.status_code == 201, r.text
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    [st] = wait_stage(api, name, "Finished")
+    return dict(st)
+
+
+def test_dump_then_load(api: httpx.Client, files_env: dict[str, Any], source1: MariaDBServer,
+                        target: MariaDBServer) -> None:
+    env, data_dir = files_env, files_env["dir"]
+    body = task_body(f"dump-{env['tag']}", target, [env["source"]], env["schema"],
+                     f"unused_{env['tag']}", mode="dump", data_dir=str(data_dir))
+    st = run_task(api, body)
+    assert st["unit"] == "Dump"
+    files = sorted(p.name for p in data_dir.iterdir())
+    s = env["schema"]
+    assert f"{s}-schema-create.sql" in files
+    assert f"{s}.a-schema.sql" in files and f"{s}.b-schema.sql" in files
+    assert f"{s}.a.000000000.sql" in files and "metadata" in files
+    meta = (data_dir / "metadata").read_text()
+    assert "Log: mysql-bin." in meta and "Pos: " in meta
+    assert b"INSERT INTO" in (data_dir / f"{s}.a.000000000.sql").read_bytes()
+    # dump mode writes nothing to the target
+    assert not target.query(f"SHOW DATABASES LIKE 'unused_{env['tag']}'")
+
+    tschema = f"loaded_{env['tag']}"
+    body = task_body(f"load-{env['tag']}", target, [env["source"]], env["schema"], tschema,
+                     mode="load", data_dir=str(data_dir))
+    st = run_task(api, body)
+    assert st["unit"] == "Load" and st["load_status"]["progress"] == "100.00 %"
+    assert st["load_status"]["meta_binlog"].startswith("(mysql-bin.")
+    for t in ("a", "b"):
+        assert table_digest(target, tschema, t) == table_digest(source1, s, t)
+
+
+@pytest.mark.skipif(shutil.which("mydumper") is None, reason="needs Debian's mydumper")
+def test_load_a_mydumper_dump(api: httpx.Client, files_env: dict[str, Any],
+                              source1: MariaDBServer, target: MariaDBServer) -> None:
+    env, data_dir = files_env, files_env["dir"]
+    subprocess.run(["mydumper", "-h", source1.host, "-P", str(source1.port), "-u",
+                    source1.user, "-p", source1.password, "-B", env["schema"], "-t", "2",
+                    "-o", str(data_dir)], check=True, capture_output=True, timeout=120)
+    tschema = f"mydl_{env['tag']}"
+    body = task_body(f"myload-{env['tag']}", target, [env["source"]], env["schema"], tschema,
+                     mode="load", data_dir=str(data_dir))
+    run_task(api, body)
+    for t in ("a", "b"):
+        assert table_digest(target, tschema, t) == table_digest(source1, env["schema"], t)
+
+
+def test_failure_pauses_then_start_resumes(api: httpx.Client, files_env: dict[str, Any],
+                                           source1: MariaDBServer,
+                                           target: MariaDBServer) -> None:
+    env = files_env
+    tschema = f"clash_{env['tag']}"
+    # The target already has table `a` with another structure.
+    target.execute(f"CREATE DATABASE `{tschema}`")
+    target.execute(f"CREATE TABLE `{tschema}`.a (id INT PRIMARY KEY, other TEXT)")
+    name = f"clash-{env['tag']}"
+    body = task_body(name, target, [env["source"]], env["schema"], tschema)
+    assert api.post("/tasks", json=body).status_code == 201
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    [st] = wait_stage(api, name, "Paused")
+    assert st["error_msg"].startswith("[code=34102:class=load-unit:scope=downstream:")
+    assert "Message: " in st["error_msg"] and "Traceback" not in st["error_msg"]
+    target.execute(f"DROP TABLE `{tschema}`.a")
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    [st] = wait_stage(api, name, "Finished")
+    assert "error_msg" not in st
+    for t in ("a", "b"):
+        assert table_digest(target, tschema, t) == table_digest(source1, env["schema"], t)
