@@ -55,6 +55,8 @@ class TaskManager:
         self._lock = asyncio.Lock()
         self._loaded = False
         self.runners: dict[str, SubtaskRunner] = {}
+        # A finished runner's last figures, for status (after a restart: the log's).
+        self.last_progress: dict[str, dict[str, Any]] = {}
 
     @property
     def state(self) -> TaskState:
@@ -213,6 +215,7 @@ class TaskManager:
         runner = self.runners.pop(source, None)
         if runner is not None:
             await runner.cancel()
+            self.last_progress[source] = runner.progress()
 
     async def runner_done(self, source: str, runner: SubtaskRunner,
                           error: DMError | None) -> None:
@@ -221,6 +224,7 @@ class TaskManager:
             if self.runners.get(source) is not runner:
                 return  # cancelled meanwhile: stop() or delete() recorded the stage
             del self.runners[source]
+            self.last_progress[source] = runner.progress()
             st = self.state.subtasks.get(source)
             if st is None or st.stage != RUNNING:
                 return
@@ -242,12 +246,13 @@ class TaskManager:
         for source in self._select(sources):
             st = self.state.subtasks[source]
             runner = self.runners.get(source)
-            out.append(_subtask_status(self.name, st, workers.get(source, ""), runner))
+            out.append(_subtask_status(self.name, st, workers.get(source, ""), runner,
+                                       self.last_progress.get(source)))
         return out
 
 
-def _subtask_status(task: str, st: SubtaskState, worker: str,
-                    runner: SubtaskRunner | None) -> dict[str, Any]:
+def _subtask_status(task: str, st: SubtaskState, worker: str, runner: SubtaskRunner | None,
+                    last: dict[str, Any] | None) -> dict[str, Any]:
     status: dict[str, Any] = {"name": task, "source_name": st.source_name,
                               "worker_name": worker, "stage": st.stage,
                               "unit": st.unit or "Dump"}
@@ -255,13 +260,15 @@ def _subtask_status(task: str, st: SubtaskState, worker: str,
         status["error_msg"] = st.error_msg
     if runner is not None:
         status.update(runner.progress())
-    elif st.chunks is not None:
+    elif last is not None:
+        status.update(last)
+    elif st.chunks is not None or st.total_chunks:
         status.update(_stored_progress(st))
     return status
 
 
 def _stored_progress(st: SubtaskState) -> dict[str, Any]:
-    total = len(st.chunks or [])
+    total = len(st.chunks) if st.chunks is not None else st.total_chunks
     done = total if st.stage == FINISHED else st.finished_chunks
     pct = f"{100.0 * done / total if total else 100.0:.2f} %"
     tables = {(c["schema"], c["table"]) for c in st.chunks or []}

@@ -30,6 +30,7 @@ class SubtaskState(BaseModel):
     binlog_pos: int = 0
     binlog_gtid: str = ""
     finished_chunks: int = 0
+    total_chunks: int = 0
     finished_rows: int = 0
     finished_bytes: int = 0
 
@@ -71,6 +72,7 @@ class TaskState(StreamState):
                 st = self.subtasks.get(ev.source_name)
                 if st is not None:
                     st.finished_chunks, st.finished_rows = ev.finished_chunks, ev.finished_rows
+                    st.total_chunks = ev.total_chunks
                     st.finished_bytes = ev.finished_bytes
             case SubtaskMetaRemoved():
                 if ev.source_name in self.subtasks:

@@ -101,3 +101,17 @@ def wait_until(fn: Callable[[], bool], timeout: float = 30.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"condition not met in {timeout} s")
+
+
+def test_delete_master(api: httpx.Client, dm_server: DMServer) -> None:
+    # An API node that is gone (its node key is not among Ray's alive nodes).
+    name = ray.get(dm_server.coordinator.register_master.remote("10.255.0.9", "10.255.0.9:8261"))
+    masters = {m["name"]: m for m in api.get("/cluster/masters").json()["data"]}
+    assert masters[name] == {"name": name, "alive": False, "leader": False,
+                             "addr": "10.255.0.9:8261"}
+    r = api.delete(f"/cluster/masters/{name}")
+    assert r.status_code == 204 and r.content == b""
+    assert name not in {m["name"] for m in api.get("/cluster/masters").json()["data"]}
+    assert_dm_error(api.delete(f"/cluster/masters/{name}"), 46023, name)
+    # The leader is still listed.
+    assert any(m["leader"] for m in api.get("/cluster/masters").json()["data"])
