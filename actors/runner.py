@@ -47,6 +47,9 @@ log = logging.getLogger("dmray.runner")
 
 WORKER_RETRIES = 3  # a chunk worker lost mid-load: new snapshot, remaining chunks again
 PROGRESS_EVERY_S = 5.0
+# Small enough that the last chunks do not leave lanes idle, large enough that a chunk
+# (one transaction on the target) amortises its commit.
+ROWS_PER_CHUNK = 50_000
 
 
 def chunk_key(c: dict[str, Any]) -> tuple[str, str, int]:
@@ -205,6 +208,8 @@ class SubtaskRunner:
         on_dup = (conf.on_duplicate_logical if conf else None) or task.on_duplicate
         meta = task.meta_schema
 
+        # Worker processes take a second or two to start: let them boot while we plan.
+        self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
         # The table list and infos are read again on every (re)start; the chunk plan is not.
         pairs = await migrate_targets(src, router)
         infos: dict[tuple[str, str], TableInfo] = {}
@@ -215,7 +220,8 @@ class SubtaskRunner:
             if st.chunks is None:
                 chunks: list[dict[str, Any]] = []
                 for s, t in pairs:
-                    for c in await plan_chunks(conn, infos[(s.schema, s.table)]):
+                    for c in await plan_chunks(conn, infos[(s.schema, s.table)],
+                                               rows_per_chunk=ROWS_PER_CHUNK):
                         chunks.append({"schema": s.schema, "table": s.table,
                                        "target_schema": t.schema, "target_table": t.table,
                                        "index": c.index, "where": c.where,
@@ -369,6 +375,23 @@ class SubtaskRunner:
         self.done_keys.add(chunk_key(c))
         self._update_done_tables(plan, self.done_keys)
 
+    def _spawn_workers(self, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
+                       export_threads: int, import_threads: int, on_dup: str,
+                       meta: str) -> int:
+        """Start the chunk workers unless they run already; returns readers per worker.
+        Two processes at most: the work is the servers' and Python's, on few cores."""
+        n_workers = max(1, min(export_threads, 2))
+        readers = math.ceil(export_threads / n_workers)
+        writers = max(readers, math.ceil(import_threads / n_workers))
+        if len(self._workers) != n_workers:
+            self._kill_workers()
+            self._workers = [
+                ChunkWorker.remote(src, tgt, self.mgr.name, self.source, meta,  # type: ignore[attr-defined]
+                                   on_dup, writers)
+                for _ in range(n_workers)
+            ]
+        return readers
+
     def _update_done_tables(self, plan: list[dict[str, Any]],
                             done: Container[tuple[str, str, int]]) -> None:
         by_table: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
@@ -380,14 +403,7 @@ class SubtaskRunner:
                           tgt: upstream.ConnConfig, infos: dict[tuple[str, str], TableInfo],
                           export_threads: int, import_threads: int, consistency: str,
                           on_dup: str, meta: str, data_dir: Path | None) -> None:
-        n_workers = max(1, min(export_threads, 2, len(remaining)))
-        readers = math.ceil(export_threads / n_workers)
-        writers = max(readers, math.ceil(import_threads / n_workers))
-        self._workers = [
-            ChunkWorker.remote(src, tgt, self.mgr.name, self.source, meta, on_dup,  # type: ignore[attr-defined]
-                               writers)
-            for _ in range(n_workers)
-        ]
+        readers = self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
         tables = sorted({(c["schema"], c["table"]) for c in remaining})
         lock = SnapshotLock(src, consistency, tables)
         await lock.acquire()
