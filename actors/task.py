@@ -8,6 +8,7 @@ schema, in the same transaction as the rows.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 from typing import Any
@@ -81,18 +82,10 @@ class TaskManager:
 
     # --- stored form ----------------------------------------------------------------
     def stored(self, task: Task) -> dict[str, Any]:
-        doc = task.dump()
-        tc = doc["target_config"]
-        tc["password_enc"] = self.box.encrypt(tc.pop("password", ""))
-        return doc
+        return sealed(task, self.box)
 
     def plain(self) -> dict[str, Any]:
-        """The Task as GET returns it (DM shows the target password as stored)."""
-        doc = _deep_copy(self.state.task)
-        tc = doc["target_config"]
-        tc.pop("password_enc", None)
-        tc["password"] = "******"
-        return doc
+        return masked(self.state.task)
 
     def task_model(self) -> Task:
         doc = _deep_copy(self.state.task)
@@ -290,9 +283,23 @@ def _pos(st: SubtaskState) -> str:
 
 
 def _deep_copy(doc: dict[str, Any]) -> dict[str, Any]:
-    import copy
-
     return copy.deepcopy(doc)
+
+
+def sealed(task: Task, box: SecretBox) -> dict[str, Any]:
+    """A Task as the log keeps it: the target password encrypted."""
+    doc = task.dump()
+    tc = doc["target_config"]
+    tc["password_enc"] = box.encrypt(tc.pop("password", ""))
+    return doc
+
+
+def masked(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored Task as responses show it: the password masked, as for sources."""
+    out = copy.deepcopy(doc)
+    out["target_config"].pop("password_enc", None)
+    out["target_config"]["password"] = "******"
+    return out
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)

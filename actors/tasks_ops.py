@@ -12,7 +12,7 @@ import ray
 
 from actors.config import NAMESPACE, RuntimeConfig
 from actors.remote import call
-from actors.task import RUNNING, TaskActor
+from actors.task import RUNNING, TaskActor, masked, sealed
 from domain.cluster import ClusterState
 from domain.task_models import StartTaskRequest, Task
 from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
@@ -231,20 +231,6 @@ class TaskOps:
                  "target_schema": t.schema, "target_table": t.table} for s, t in pairs]
 
     # --- templates ------------------------------------------------------------------
-    def _stored_template(self, task: Task) -> dict[str, Any]:
-        doc = task.dump()
-        tc = doc["target_config"]
-        tc["password_enc"] = self.box.encrypt(tc.pop("password", ""))
-        return doc
-
-    def _plain_template(self, doc: dict[str, Any]) -> dict[str, Any]:
-        import copy
-
-        out = copy.deepcopy(doc)
-        out["target_config"].pop("password_enc", None)
-        out["target_config"]["password"] = "******"
-        return out
-
     async def create_template(self, task: dict[str, Any],
                               overwrite: bool = False) -> dict[str, Any]:
         model = Task.model_validate(task)
@@ -252,18 +238,18 @@ class TaskOps:
         async with self._lock:
             if model.name in self.state.templates and not overwrite:
                 raise TEMPLATE_EXISTS(model.name)
-            await self.agg.record(TemplateSet(name=model.name, task=self._stored_template(model)))
-        return self._plain_template(self.state.templates[model.name])
+            await self.agg.record(TemplateSet(name=model.name, task=sealed(model, self.box)))
+        return masked(self.state.templates[model.name])
 
     async def list_templates(self) -> list[dict[str, Any]]:
         await self.ready()
-        return [self._plain_template(self.state.templates[n]) for n in sorted(self.state.templates)]
+        return [masked(self.state.templates[n]) for n in sorted(self.state.templates)]
 
     async def get_template(self, name: str) -> dict[str, Any]:
         await self.ready()
         if name not in self.state.templates:
             raise TEMPLATE_NOT_EXISTS(name)
-        return self._plain_template(self.state.templates[name])
+        return masked(self.state.templates[name])
 
     async def update_template(self, name: str, task: dict[str, Any]) -> dict[str, Any]:
         model = Task.model_validate(task)
@@ -273,8 +259,8 @@ class TaskOps:
         async with self._lock:
             if name not in self.state.templates:
                 raise TEMPLATE_NOT_EXISTS(name)
-            await self.agg.record(TemplateSet(name=name, task=self._stored_template(model)))
-        return self._plain_template(self.state.templates[name])
+            await self.agg.record(TemplateSet(name=name, task=sealed(model, self.box)))
+        return masked(self.state.templates[name])
 
     async def delete_template(self, name: str) -> None:
         await self.ready()
@@ -294,7 +280,7 @@ class TaskOps:
                     if name in self.state.templates and not overwrite:
                         raise TEMPLATE_EXISTS(name)
                     await self.agg.record(TemplateSet(name=name,
-                                                      task=self._stored_template(model)))
+                                                      task=sealed(model, self.box)))
                 ok.append(name)
             except DMError as err:
                 failed.append({"task_name": name, "error_msg": str(err)})

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncmy
 
 from mysqlkit.tableinfo import ColumnInfo, TableInfo, key_literal_expr, order_expr
+from mysqlkit.upstream import as_text as _text
+from mysqlkit.upstream import fetchall as _fetchall
 
 __all__ = ["Chunk", "plan_chunks", "range_condition"]
 
@@ -34,14 +35,6 @@ class Chunk:
     est_rows: int
 
 
-async def _fetchall(conn: asyncmy.Connection, sql: str) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cur:
-        await cur.execute(sql)
-        return [tuple(r) for r in await cur.fetchall()]
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes | bytearray) else str(v)
 
 
 def _compare(exprs: Sequence[str], literals: Sequence[str], op: str) -> str:

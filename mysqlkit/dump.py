@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncmy
 import asyncmy.errors
@@ -31,6 +31,8 @@ from mysqlkit.chunks import Chunk
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo, literal_expr
 from mysqlkit.upstream import ConnConfig, _close, connect, driver_error, driver_errors
+from mysqlkit.upstream import as_text as _text
+from mysqlkit.upstream import fetchall as _exec
 
 __all__ = [
     "CONSISTENCY_MODES",
@@ -91,15 +93,6 @@ def _schema_table(t: TableRefArg) -> tuple[str, str]:
     return t.schema, t.table
 
 
-async def _exec(conn: asyncmy.Connection, sql: str,
-                args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cur:
-        await cur.execute(sql, args)
-        return [tuple(r) for r in await cur.fetchall()]
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes | bytearray) else str(v)
 
 
 def _errno(exc: BaseException) -> int | None:

@@ -20,7 +20,7 @@ from events.errors import (
 )
 from mysqlkit.dump import SESSION_SETTINGS
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.upstream import driver_error
+from mysqlkit.upstream import driver_error, fetchall
 
 __all__ = [
     "LOAD_SESSION_SETTINGS",
@@ -224,13 +224,6 @@ def table_columns(create_sql: str) -> list[tuple[str, str]]:
     return cols
 
 
-async def _fetchall(conn: asyncmy.Connection, sql: str,
-                    args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cur:
-        await cur.execute(sql, args)
-        return [tuple(r) for r in await cur.fetchall()]
-
-
 async def create_target_table(conn: asyncmy.Connection, create_sql: str, target_schema: str,
                               target_table: str) -> bool:
     """Create `target_schema` if missing and the table under its routed name from the
@@ -244,13 +237,13 @@ async def create_target_table(conn: asyncmy.Connection, create_sql: str, target_
         # accepts the zero-date defaults the source accepted.
         await prepare_load_session(conn)
         await conn.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_schema)}")
-        exists = await _fetchall(
+        exists = await fetchall(
             conn, "SELECT 1 FROM information_schema.TABLES "
                   "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (target_schema, target_table))
         if not exists:
             await conn.query(ddl)
             return True
-        [row] = await _fetchall(conn, f"SHOW CREATE TABLE {name}")
+        [row] = await fetchall(conn, f"SHOW CREATE TABLE {name}")
     except DMError:
         raise
     except (asyncmy.errors.MySQLError, OSError) as exc:

@@ -7,13 +7,14 @@ pickled to other processes (Ray actors) and stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncmy
 
 from mysqlkit.sqlquote import quote_ident
+from mysqlkit.upstream import as_text as _text
+from mysqlkit.upstream import fetchall as _fetchall
 
 __all__ = ["INTEGER_TYPES", "ColumnInfo", "TableInfo", "key_literal_expr", "literal_expr",
            "order_expr", "table_info"]
@@ -76,15 +77,6 @@ class TableInfo:
         raise KeyError(name)
 
 
-async def _fetchall(conn: asyncmy.Connection, sql: str,
-                    args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cur:
-        await cur.execute(sql, args)
-        return [tuple(r) for r in await cur.fetchall()]
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes | bytearray) else str(v)
 
 
 def _is_generated(extra: str) -> bool:

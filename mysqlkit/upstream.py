@@ -194,14 +194,6 @@ async def open_conn(
         await _close(conn)
 
 
-async def _fetchall(
-    conn: asyncmy.Connection, sql: str, args: Sequence[Any] | None = None
-) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cur:
-        await cur.execute(sql, args)
-        return [tuple(row) for row in await cur.fetchall()]
-
-
 # --- queries -------------------------------------------------------------------------------
 
 _VARIABLES = ("version_comment", "server_id", "log_bin", "binlog_format", "binlog_row_image",
@@ -211,11 +203,11 @@ _VARIABLES = ("version_comment", "server_id", "log_bin", "binlog_format", "binlo
 async def verify(cfg: ConnConfig, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ServerInfo:
     """Connect and read what a migration needs to know about the server."""
     async with open_conn(cfg, connect_timeout=connect_timeout) as conn:
-        [(version,)] = await _fetchall(conn, "SELECT VERSION()")
+        [(version,)] = await fetchall(conn, "SELECT VERSION()")
         # SHOW VARIABLES silently omits variables this server does not have (gtid_mode on
         # MariaDB, binlog_row_image on very old servers), where SELECT @@x would fail.
         placeholders = ", ".join(["%s"] * len(_VARIABLES))
-        rows = await _fetchall(
+        rows = await fetchall(
             conn, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({placeholders})", _VARIABLES)
     var = {str(name).lower(): "" if value is None else str(value) for name, value in rows}
     version = str(version)
@@ -236,7 +228,7 @@ async def list_schemas(cfg: ConnConfig,
                        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[str]:
     """All schemas the user can see, system schemas included (SHOW DATABASES)."""
     async with open_conn(cfg, connect_timeout=connect_timeout) as conn:
-        return [str(row[0]) for row in await _fetchall(conn, "SHOW DATABASES")]
+        return [str(row[0]) for row in await fetchall(conn, "SHOW DATABASES")]
 
 
 async def list_tables(cfg: ConnConfig, schema: str,
@@ -247,7 +239,7 @@ async def list_tables(cfg: ConnConfig, schema: str,
     base table, so they are included.
     """
     async with open_conn(cfg, connect_timeout=connect_timeout) as conn:
-        rows = await _fetchall(
+        rows = await fetchall(
             conn,
             "SELECT TABLE_NAME FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')",
@@ -255,3 +247,17 @@ async def list_tables(cfg: ConnConfig, schema: str,
         )
     # Sorted here rather than by ORDER BY, whose order depends on the server's collation.
     return sorted(str(row[0]) for row in rows)
+
+
+async def fetchall(conn: asyncmy.Connection, sql: str,
+                   args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement and return its rows as tuples (errors untranslated: callers
+    wrap a whole operation in driver_errors)."""
+    async with conn.cursor() as cur:
+        await cur.execute(sql, args)
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+def as_text(v: Any) -> str:
+    """A value the server returned as text or bytes (information_schema, SHOW ...)."""
+    return v.decode() if isinstance(v, bytes | bytearray) else str(v)

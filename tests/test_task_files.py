@@ -114,3 +114,47 @@ def test_failure_pauses_then_start_resumes(api: httpx.Client, files_env: dict[st
     assert "error_msg" not in st
     for t in ("a", "b"):
         assert table_digest(target, tschema, t) == table_digest(source1, env["schema"], t)
+
+
+def test_duplicate_with_on_duplicate_error_pauses(api: httpx.Client,
+                                                  files_env: dict[str, Any],
+                                                  source1: MariaDBServer,
+                                                  target: MariaDBServer) -> None:
+    env = files_env
+    tschema = f"dupe_{env['tag']}"
+    target.execute(f"CREATE DATABASE `{tschema}`")
+    target.execute(f"CREATE TABLE `{tschema}`.b (id INT PRIMARY KEY, k INT NOT NULL, "
+                   "c VARCHAR(64), b VARBINARY(16))")
+    target.execute(f"INSERT INTO `{tschema}`.b VALUES (7, 0, 'already here', NULL)")
+    name = f"dupe-{env['tag']}"
+    body = task_body(name, target, [env["source"]], env["schema"], tschema)  # on_duplicate=error
+    assert api.post("/tasks", json=body).status_code == 201
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    [st] = wait_stage(api, name, "Paused")
+    assert st["error_msg"].startswith("[code=34101:class=load-unit:scope=downstream:"), st
+    assert "Duplicate entry" in st["error_msg"]
+    # replace mode resolves it: the stored task is updated while paused, then resumed.
+    got = api.get(f"/tasks/{q(name)}").json()
+    got["on_duplicate"] = "replace"
+    assert api.put(f"/tasks/{q(name)}", json={"task": got}).status_code == 200
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    wait_stage(api, name, "Finished")
+    for t in ("a", "b"):
+        assert table_digest(target, tschema, t) == table_digest(source1, env["schema"], t)
+
+
+def test_unreachable_target_pauses(api: httpx.Client, files_env: dict[str, Any],
+                                   target: MariaDBServer) -> None:
+    env = files_env
+    name = f"down-{env['tag']}"
+    body = task_body(name, target, [env["source"]], env["schema"], f"down_{env['tag']}")
+    body["task"]["target_config"]["port"] = 1  # nothing listens there
+    # The precheck finds the target down: 26005, with the driver's message in the detail.
+    r = api.post("/tasks", json=body)
+    assert r.status_code == 400 and r.json()["error_code"] == 26005, r.text
+    body["task"]["ignore_checking_items"] = ["all"]
+    assert api.post("/tasks", json=body).status_code == 201
+    assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+    [st] = wait_stage(api, name, "Paused")
+    assert st["error_msg"].startswith("[code=10001:class=database:"), st
+    assert target.password not in st["error_msg"]
