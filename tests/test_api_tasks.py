@@ -150,20 +150,37 @@ def test_task_errors(api: httpx.Client, shop: dict[str, str], target: MariaDBSer
     assert_dm_error(api.post(f"/tasks/{q(name + '-inc')}/start", json={}), 20022)
 
 
+def add_big_table(source: MariaDBServer, schema: str, rows: int) -> None:
+    """Enough rows for several chunks, so that a stop or a kill lands mid-load."""
+    source.execute(f"CREATE TABLE `{schema}`.big (id INT PRIMARY KEY, k INT, "
+                   "c VARCHAR(200), b VARBINARY(16))")
+    source.execute(f"INSERT INTO `{schema}`.big SELECT seq, seq % 97, REPEAT('x', 150), "
+                   f"UNHEX('00FF') FROM `{schema}`.seq_1_to_{rows}")
+
+
+def loading(api: httpx.Client, name: str) -> dict[str, Any]:
+    """The status once some bytes are loaded (and so the load is under way)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st: dict[str, Any] = api.get(f"/tasks/{q(name)}/status").json()["data"][0]
+        if st.get("load_status", {}).get("finished_bytes", 0) > 0:
+            return st
+        time.sleep(0.1)
+    raise AssertionError("the load did not start")
+
+
 def test_stop_start_resume_no_duplicates(api: httpx.Client, shop: dict[str, str],
                                          source1: MariaDBServer, target: MariaDBServer) -> None:
-    source1.execute(f"CREATE TABLE `{shop['schema']}`.big (id INT PRIMARY KEY, k INT, "
-                    "c VARCHAR(200), b VARBINARY(16))")
-    source1.execute(f"INSERT INTO `{shop['schema']}`.big SELECT seq, seq % 97, REPEAT('x', 150), "
-                    f"UNHEX('00FF') FROM `{shop['schema']}`.seq_1_to_200000")
+    add_big_table(source1, shop["schema"], 300_000)
     name = f"resume-{shop['source']}"
     body = task_body(name, target, [shop["source"]], shop["schema"], shop["tschema"])
     assert api.post("/tasks", json=body).status_code == 201
     assert api.post(f"/tasks/{q(name)}/start", json={}).status_code == 200
-    time.sleep(1.0)
+    assert loading(api, name)["stage"] == "Running"
     assert api.post(f"/tasks/{q(name)}/stop", json={}).status_code == 200
     [st] = api.get(f"/tasks/{q(name)}/status").json()["data"]
-    assert st["stage"] in ("Paused", "Finished")
+    assert st["stage"] == "Paused", st
+    assert st["load_status"]["progress"] != "100.00 %", st
     # Updates are refused only while running; now it is paused.
     assert api.post(f"/tasks/{q(name)}/start", json={}).status_code == 200
     got = api.get(f"/tasks/{q(name)}").json()
@@ -179,10 +196,7 @@ def test_stop_start_resume_no_duplicates(api: httpx.Client, shop: dict[str, str]
 @pytest.mark.parametrize("victim", ["chunk_worker", "task_actor"])
 def test_kill_mid_load(api: httpx.Client, shop: dict[str, str], source1: MariaDBServer,
                        target: MariaDBServer, victim: str) -> None:
-    source1.execute(f"CREATE TABLE `{shop['schema']}`.big (id INT PRIMARY KEY, k INT, "
-                    "c VARCHAR(200), b VARBINARY(16))")
-    source1.execute(f"INSERT INTO `{shop['schema']}`.big SELECT seq, seq % 97, REPEAT('y', 150), "
-                    f"UNHEX('0A0B') FROM `{shop['schema']}`.seq_1_to_300000")
+    add_big_table(source1, shop["schema"], 300_000)
     name = f"kill-{victim}-{shop['source']}"
     body = task_body(name, target, [shop["source"]], shop["schema"], shop["tschema"])
     assert api.post("/tasks", json=body).status_code == 201

@@ -158,3 +158,37 @@ def test_unreachable_target_pauses(api: httpx.Client, files_env: dict[str, Any],
     [st] = wait_stage(api, name, "Paused")
     assert st["error_msg"].startswith("[code=10001:class=database:"), st
     assert target.password not in st["error_msg"]
+
+
+def test_every_type_through_a_full_task(api: httpx.Client, files_env: dict[str, Any],
+                                        source1: MariaDBServer,
+                                        target: MariaDBServer) -> None:
+    """The type-fidelity table of tests/test_type_fidelity.py, migrated by a `full` task
+    through the API (chunk workers, snapshot, checkpoints) and compared value by value."""
+    import asyncio
+
+    from mysqlkit import upstream
+    from mysqlkit.tableinfo import table_info
+    from tests.test_type_fidelity import ALL_TYPES, COLUMNS, ROWS, table_rows
+
+    env = files_env
+    schema, tschema = f"types_{env['tag']}", f"types_copy_{env['tag']}"
+    source1.execute(f"CREATE DATABASE `{schema}`")
+    source1.execute(ALL_TYPES, database=schema)
+    with source1.connect(schema) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
+        cur.executemany(f"INSERT INTO alltypes ({COLUMNS}) VALUES "
+                        f"({', '.join(['%s'] * len(ROWS[0]))})", ROWS)
+    name = f"types-{env['tag']}"
+    body = task_body(name, target, [env["source"]], schema, tschema)
+    run_task(api, body)
+
+    async def info() -> Any:
+        async with upstream.open_conn(upstream.ConnConfig(**source1.conn_kwargs())) as conn:
+            return await table_info(conn, schema, "alltypes")
+
+    table = asyncio.run(info())
+    src_rows = table_rows(source1, table, schema, "alltypes", "id")
+    assert len(src_rows) == len(ROWS)
+    assert table_rows(target, table, tschema, "alltypes", "id") == src_rows
+    source1.execute(f"DROP DATABASE `{schema}`")
