@@ -9,7 +9,6 @@ from typing import Any
 
 import ray
 
-from events.errors import DMError
 from mysqlkit import upstream
 from mysqlkit.chunks import Chunk
 from mysqlkit.dump import dump_chunk, open_snapshot_reader
@@ -100,5 +99,3 @@ class ChunkWorker:
     def pid(self) -> int:
         return os.getpid()
 
-
-__all__ = ["ChunkWorker", "DMError", "checkpoint_table"]

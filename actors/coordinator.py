@@ -37,7 +37,6 @@ from events.cluster import (
     WorkerRemoved,
 )
 from events.errors import (
-    API_ERROR,
     INVALID_STAGE,
     MASTER_NOT_EXISTS,
     SOURCE_EXISTS,
@@ -605,5 +604,3 @@ class Coordinator:
         st = await self.m.ready()
         return {"version": self.m.agg.version, **st.model_dump()}
 
-
-__all__ = ["API_ERROR", "Coordinator"]

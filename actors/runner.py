@@ -264,7 +264,7 @@ class SubtaskRunner:
                                        import_threads, consistency, on_dup, meta,
                                        data_dir if to_files else None)
                 remaining = []
-            except (RayActorError, _WorkerLost) as exc:
+            except RayActorError as exc:
                 attempt += 1
                 if attempt > WORKER_RETRIES:
                     raise API_ERROR(f"chunk workers lost {attempt} times: "
@@ -334,7 +334,7 @@ class SubtaskRunner:
             try:
                 await self._load_chunk_files(remaining, plan, tgt, import_threads, on_dup,
                                              task.meta_schema)
-            except (RayActorError, _WorkerLost) as exc:
+            except RayActorError as exc:
                 attempt += 1
                 if attempt > WORKER_RETRIES:
                     raise API_ERROR(f"load workers lost {attempt} times: "
@@ -442,10 +442,6 @@ class SubtaskRunner:
 
         lanes = [lane(w) for w in self._workers for _ in range(readers)]
         await asyncio.gather(*lanes)
-
-
-class _WorkerLost(Exception):
-    pass
 
 
 async def _unwrapped(ref: Any) -> Any:

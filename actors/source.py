@@ -12,7 +12,7 @@ import ray
 from actors.config import RuntimeConfig
 from domain.models import MASKED_PASSWORD, Source
 from domain.source import SourceState
-from events.errors import SOURCE_NOT_EXISTS, DMError
+from events.errors import SOURCE_NOT_EXISTS
 from events.source import (
     SourceCreated,
     SourceDeleted,
@@ -229,5 +229,3 @@ class SourceActor:
     def pid(self) -> int:
         return os.getpid()
 
-
-__all__ = ["DMError", "SourceActor", "SourceManager"]

@@ -4,7 +4,6 @@ and the calls into each task's actor. Mixed into ClusterManager."""
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 from collections import defaultdict
 from typing import Any
 
@@ -285,7 +284,3 @@ class TaskOps:
             except DMError as err:
                 failed.append({"task_name": name, "error_msg": str(err)})
         return {"success_task_list": ok, "failed_task_list": failed}
-
-
-def match(pattern: str | None, value: str) -> bool:
-    return pattern is None or fnmatch.fnmatchcase(value, pattern)
