@@ -576,6 +576,10 @@ class Coordinator:
     async def stop_task(self, name: str, sources: list[str] | None = None) -> None:
         await self.m.stop_task(name, sources)
 
+    async def task_schema(self, name: str, source: str, op: str, schema: str | None,
+                          table: str | None, body: dict[str, Any] | None) -> Any:
+        return await self.m.task_schema(name, source, op, schema, table, body)
+
     async def task_migrate_targets(self, name: str, source: str,
                                    schema_pattern: str | None = None,
                                    table_pattern: str | None = None) -> list[dict[str, str]]:

@@ -22,8 +22,10 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.chunk_worker import ChunkWorker, checkpoint_table
+from actors.sync_worker import SyncWorker, build_spec
 from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
-from events.task import DumpPlanned, SubtaskProgress
+from events.task import DumpPlanned, DumpSnapshotTaken, SubtaskProgress
+from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
 from mysqlkit.chunks import plan_chunks
 from mysqlkit.dump import BinlogPosition, SnapshotLock
@@ -50,6 +52,9 @@ PROGRESS_EVERY_S = 5.0
 # Small enough that the last chunks do not leave lanes idle, large enough that a chunk
 # (one transaction on the target) amortises its commit.
 ROWS_PER_CHUNK = 50_000
+# A sync worker lost more often than this (killed, its node gone) pauses the subtask.
+SYNC_LOSSES_ALLOWED = 10
+SYNC_LOSS_WINDOW_S = 300.0
 
 
 def chunk_key(c: dict[str, Any]) -> tuple[str, str, int]:
@@ -83,7 +88,8 @@ async def done_chunks(target: upstream.ConnConfig, meta: str, task: str,
 
 async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
                            source: str | None) -> None:
-    """remove_meta (one source) or delete without keep_meta (the whole table)."""
+    """remove_meta (one source) or delete without keep_meta (the whole tables): the
+    loader's chunk checkpoints and the syncer's position and schema tracker."""
     table = checkpoint_table(meta, task)
     async with upstream.open_conn(target) as conn, conn.cursor() as cur:
         if source is None:
@@ -94,6 +100,7 @@ async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
                               (table.split(".", 1)[1].strip("`").replace("``", "`"),))
             if await cur.fetchone():
                 await cur.execute(f"DELETE FROM {table} WHERE source_name = %s", (source,))
+    await sync_checkpoint.drop(target, meta, task, source)
 
 
 class SubtaskRunner:
@@ -115,10 +122,16 @@ class SubtaskRunner:
         self.binlog = ""
         self.gtid = ""
         self.position: BinlogPosition | None = None
+        self._sync_worker: Any = None
+        self.sync_status: dict[str, Any] | None = None
 
     @property
     def workers(self) -> list[Any]:
         return list(self._workers)
+
+    @property
+    def sync_worker(self) -> Any:
+        return self._sync_worker
 
     # --- life cycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -134,6 +147,9 @@ class SubtaskRunner:
         self._kill_workers()
 
     def _kill_workers(self) -> None:
+        if self._sync_worker is not None:
+            self._workers.append(self._sync_worker)
+            self._sync_worker = None
         for w in self._workers:
             try:
                 ray.kill(w, no_restart=True)
@@ -147,6 +163,13 @@ class SubtaskRunner:
             mode = self.mgr.state.task.get("task_mode", "full")
             if mode == "load":
                 await self._load_files()
+            elif mode == "incremental":
+                await self._sync(all_mode=False)
+            elif mode == "all":
+                if self.mgr.state.subtasks[self.source].unit != "Sync":
+                    await self._full()
+                    await self.mgr.enter_sync(self.source, self)
+                await self._sync(all_mode=True)
             else:
                 await self._full(to_files=mode == "dump")
         except asyncio.CancelledError:
@@ -161,7 +184,20 @@ class SubtaskRunner:
         await self.mgr.runner_done(self.source, self, error)
 
     # --- progress -------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Fetch the sync worker's status (what `progress` then shows)."""
+        w = self._sync_worker
+        if w is None:
+            return
+        try:
+            async with asyncio.timeout(5.0):
+                self.sync_status = await w.status.remote()
+        except (RayActorError, TimeoutError):
+            pass  # a worker being replaced: keep the last figures
+
     def progress(self) -> dict[str, Any]:
+        if self.unit == "Sync":
+            return {"sync_status": self.sync_status or empty_sync_status()}
         elapsed = max(time.monotonic() - self.started, 1e-3)
         pct = 100.0 * self.done_chunks / self.total_chunks if self.total_chunks else 0.0
         progress = f"{pct:.2f} %"
@@ -285,6 +321,53 @@ class SubtaskRunner:
         else:
             self.unit = "Load"
         await self._record_progress()
+
+    async def _sync(self, all_mode: bool) -> None:
+        """Incremental replication in a sync worker process; a lost worker is replaced and
+        resumes from the checkpoint in the target."""
+        mgr = self.mgr
+        self.unit = "Sync"
+        task = mgr.task_model()
+        src = await mgr.source_conn(self.source)
+        tgt = mgr.target_conn()
+        view = await mgr.source_view(self.source)
+        flavor = (await upstream.verify(src)).flavor
+        st = mgr.state.subtasks[self.source]
+        exit_safe: BinlogPosition | None = None
+        if all_mode:
+            start: BinlogPosition | None = BinlogPosition(st.binlog_name, st.binlog_pos,
+                                                          st.binlog_gtid)
+            if st.last_binlog_name:
+                exit_safe = BinlogPosition(st.last_binlog_name, st.last_binlog_pos,
+                                           st.last_binlog_gtid)
+        else:
+            conf = next(c for c in task.source_config.source_conf
+                        if c.source_name == self.source)
+            start = None
+            if conf.binlog_name or conf.binlog_gtid:
+                start = BinlogPosition(conf.binlog_name or "", int(conf.binlog_pos or 4),
+                                       conf.binlog_gtid or "")
+        opts = mgr.start_options.get(self.source, {})
+        spec = build_spec(task, self.source, src, tgt, flavor=flavor,
+                          gtid_mode=bool(view.get("enable_gtid")), start=start,
+                          start_time=opts.get("start_time"), exit_safe=exit_safe,
+                          safe_mode_seconds=float(opts.get("safe_mode_seconds", 0.0)))
+        losses: list[float] = []
+        while True:
+            self._sync_worker = SyncWorker.remote(spec)  # type: ignore[attr-defined]
+            try:
+                await _unwrapped(self._sync_worker.run.remote())
+                return
+            except RayActorError as exc:
+                now = time.monotonic()
+                losses = [t for t in losses if now - t < SYNC_LOSS_WINDOW_S] + [now]
+                if len(losses) > SYNC_LOSSES_ALLOWED:
+                    raise API_ERROR(f"sync worker lost {len(losses)} times within "
+                                    f"{SYNC_LOSS_WINDOW_S:.0f}s: {type(exc).__name__}") from None
+                log.warning("subtask %s/%s: the sync worker was lost, resuming from the "
+                            "checkpoint", mgr.name, self.source)
+                self._sync_worker = None
+                await asyncio.sleep(0.5)
 
     async def _load_files(self) -> None:
         """`load` mode: import a dump in data_dir, ours or mydumper's, routed by the task's
@@ -415,6 +498,9 @@ class SubtaskRunner:
         self.position = pos
         self.binlog = f"({pos.binlog_name}, {pos.binlog_pos})" if pos.binlog_name else ""
         self.gtid = pos.gtid or ""
+        await self.mgr.agg.record(DumpSnapshotTaken(
+            source_name=self.source, binlog_name=pos.binlog_name, binlog_pos=pos.binlog_pos,
+            binlog_gtid=pos.gtid or ""))
 
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for c in remaining:
@@ -442,6 +528,14 @@ class SubtaskRunner:
 
         lanes = [lane(w) for w in self._workers for _ in range(readers)]
         await asyncio.gather(*lanes)
+
+
+def empty_sync_status() -> dict[str, Any]:
+    return {"total_events": 0, "total_tps": 0, "recent_tps": 0, "master_binlog": "",
+            "master_binlog_gtid": "", "syncer_binlog": "", "syncer_binlog_gtid": "",
+            "blocking_ddls": [], "unresolved_groups": [], "synced": False,
+            "binlog_type": "remote", "seconds_behind_master": 0, "io_total_bytes": 0,
+            "dump_io_total_bytes": 0}
 
 
 async def _unwrapped(ref: Any) -> Any:

@@ -8,6 +8,7 @@ schema, in the same transaction as the rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import os
@@ -17,11 +18,13 @@ import ray
 
 from actors.config import RuntimeConfig
 from actors.remote import call, source_actor_name
-from actors.runner import SubtaskRunner, drop_checkpoints
+from actors.runner import SubtaskRunner, drop_checkpoints, empty_sync_status
 from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
-from domain.task_models import Task
+from domain.task_models import OperateTaskTableStructureRequest, Task
 from events.errors import (
     API_ERROR,
+    META_NOT_SET,
+    SCHEMA_TABLE_NOT_TRACKED,
     SUBTASK_RUNNING,
     TASK_NOT_EXISTS,
     DMError,
@@ -34,7 +37,10 @@ from events.task import (
     TaskUpdated,
     task_stream,
 )
+from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
+from mysqlkit.routing import router_for_source
+from mysqlkit.schema_tracker import SchemaTracker, load_table
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
 from storage.secrets import SecretBox
@@ -58,6 +64,8 @@ class TaskManager:
         self.runners: dict[str, SubtaskRunner] = {}
         # A finished runner's last figures, for status (after a restart: the log's).
         self.last_progress: dict[str, dict[str, Any]] = {}
+        # start_time / safe_mode_time_duration of the last start, per source
+        self.start_options: dict[str, dict[str, Any]] = {}
 
     @property
     def state(self) -> TaskState:
@@ -164,15 +172,15 @@ class TaskManager:
             raise API_ERROR(f"sources {unknown} are not in task {self.name}")
         return [s for s in names if s in sources]
 
-    async def start(self, sources: list[str] | None, remove_meta: bool) -> None:
+    async def start(self, sources: list[str] | None, remove_meta: bool,
+                    start_time: float | None = None, safe_mode_seconds: float = 0.0) -> None:
         await self.ready()
         async with self._lock:
             self._require()
             mode = self.state.task["task_mode"]
-            if mode in ("incremental", "all"):
-                raise API_ERROR(f"task mode {mode} needs incremental replication, which this "
-                                "version of dmray does not provide yet")
             chosen = self._select(sources)
+            if mode == "incremental" and start_time is None:
+                await self._require_meta(chosen, remove_meta)
             for source in chosen:
                 st = self.state.subtasks[source]
                 if st.stage == RUNNING and source in self.runners:
@@ -182,10 +190,36 @@ class TaskManager:
                                            source)
                     await self.agg.record(SubtaskMetaRemoved(source_name=source))
                     st = self.state.subtasks[source]
+                self.start_options[source] = {"start_time": start_time,
+                                              "safe_mode_seconds": safe_mode_seconds}
                 unit = st.unit or UNITS[mode]
                 await self.agg.record(SubtaskStageChanged(source_name=source, stage=RUNNING,
                                                           unit=unit))
                 self._launch(source)
+
+    async def _require_meta(self, sources: list[str], remove_meta: bool) -> None:
+        """20022 for an incremental subtask with nowhere to start: no binlog position in
+        its source_conf, no start_time, no checkpoint to resume from."""
+        confs = {c.source_name: c for c in self.task_model().source_config.source_conf}
+        for source in sources:
+            conf = confs[source]
+            if conf.binlog_name or conf.binlog_gtid:
+                continue
+            if not remove_meta and await sync_checkpoint.load(
+                    self.target_conn(), self.meta_schema(), self.name, source) is not None:
+                continue
+            raise META_NOT_SET("incremental")
+
+    async def enter_sync(self, source: str, runner: SubtaskRunner) -> None:
+        """`all`: the dump and load are done, the subtask goes on in the Sync unit."""
+        async with self._lock:
+            if self.runners.get(source) is runner:
+                await self.agg.record(SubtaskStageChanged(source_name=source, stage=RUNNING,
+                                                          unit="Sync"))
+
+    async def source_view(self, source: str) -> dict[str, Any]:
+        handle = ray.get_actor(source_actor_name(source), namespace="dmray")
+        return dict(await call(handle.get.remote()) or {})
 
     async def stop(self, sources: list[str] | None) -> None:
         await self.ready()
@@ -207,6 +241,7 @@ class TaskManager:
     async def _cancel(self, source: str) -> None:
         runner = self.runners.pop(source, None)
         if runner is not None:
+            await runner.refresh()
             await runner.cancel()
             self.last_progress[source] = runner.progress()
 
@@ -232,11 +267,82 @@ class TaskManager:
         handle = ray.get_actor(source_actor_name(source), namespace="dmray")
         return await call(handle.conn_config.remote())
 
+    # --- schema tracker -------------------------------------------------------------
+    async def schema_op(self, source: str, op: str, schema: str | None, table: str | None,
+                        body: dict[str, Any] | None) -> Any:
+        """GET lists/structures from the live tracker (running) or the checkpoint's;
+        PUT/DELETE change the checkpoint's tracker while the subtask is not running."""
+        await self.ready()
+        self._require()
+        runner = self.runners.get(source)
+        if op in ("put", "delete"):
+            if runner is not None:
+                raise API_ERROR(f"subtask {self.name}/{source} is running: stop it before "
+                                "changing its schema tracker")
+            cp = await sync_checkpoint.load(self.target_conn(), self.meta_schema(), self.name,
+                                            source)
+            if cp is None:
+                raise API_ERROR(f"subtask {self.name}/{source} has no schema tracker yet: "
+                                "start it in Sync first")
+            tracker = SchemaTracker.from_dict(cp.tracker or {})
+            assert schema is not None and table is not None
+            if op == "delete":
+                if tracker.get(schema, table) is None:
+                    raise SCHEMA_TABLE_NOT_TRACKED(f"`{schema}`.`{table}`")
+                tracker.remove_table(schema, table)
+            else:
+                req = OperateTaskTableStructureRequest.model_validate(body or {})
+                sql = await self._structure_from(source, req, schema, table)
+                tracker.set_table(schema, table, sql)
+            await sync_checkpoint.save(self.target_conn(), self.meta_schema(), self.name,
+                                       source, cp.position, cp.exit_safe, tracker.to_dict())
+            return None
+        tracker = await self._tracker(source, runner)
+        if schema is None:
+            return tracker.list_schemas()
+        if table is None:
+            return tracker.list_tables(schema)
+        ts = tracker.get(schema, table)
+        if ts is None:
+            raise SCHEMA_TABLE_NOT_TRACKED(f"`{schema}`.`{table}`")
+        return {"schema_name": schema, "table_name": table,
+                "schema_create_sql": ts.create_sql()}
+
+    async def _tracker(self, source: str, runner: SubtaskRunner | None) -> SchemaTracker:
+        if runner is not None and runner.sync_worker is not None:
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                return SchemaTracker.from_dict(await runner.sync_worker.tracker.remote())
+        cp = await sync_checkpoint.load(self.target_conn(), self.meta_schema(), self.name,
+                                        source)
+        return SchemaTracker.from_dict(cp.tracker) if cp and cp.tracker else SchemaTracker()
+
+    async def _structure_from(self, source: str, req: OperateTaskTableStructureRequest,
+                              schema: str, table: str) -> str:
+        if req.schema_source == "sql":
+            if not (req.sql_content or "").strip():
+                raise API_ERROR("sql_content must be a CREATE TABLE statement when "
+                                "schema_source is sql")
+            return str(req.sql_content)
+        if req.sql_content:
+            raise API_ERROR(f"sql_content is not allowed with schema_source "
+                            f"{req.schema_source}")
+        if req.schema_source == "upstream":
+            conn_cfg, name = await self.source_conn(source), (schema, table)
+        else:
+            dest = router_for_source(self.task_model(), source).route(schema, table)
+            if dest is None:
+                raise API_ERROR(f"table `{schema}`.`{table}` is not migrated by this task")
+            conn_cfg, name = self.target_conn(), (dest.schema, dest.table)
+        async with upstream.open_conn(conn_cfg) as conn:
+            return await load_table(conn, *name)
+
     # --- queries --------------------------------------------------------------------
-    def status(self, sources: list[str] | None,
-               workers: dict[str, str]) -> list[dict[str, Any]]:
+    async def status(self, sources: list[str] | None,
+                     workers: dict[str, str]) -> list[dict[str, Any]]:
         out = []
-        for source in self._select(sources):
+        chosen = self._select(sources)
+        await asyncio.gather(*(r.refresh() for s, r in self.runners.items() if s in chosen))
+        for source in chosen:
             st = self.state.subtasks[source]
             runner = self.runners.get(source)
             out.append(_subtask_status(self.name, st, workers.get(source, ""), runner,
@@ -255,6 +361,8 @@ def _subtask_status(task: str, st: SubtaskState, worker: str, runner: SubtaskRun
         status.update(runner.progress())
     elif last is not None:
         status.update(last)
+    elif st.unit == "Sync":
+        status["sync_status"] = empty_sync_status()
     elif st.chunks is not None or st.total_chunks:
         status.update(_stored_progress(st))
     return status
@@ -318,8 +426,9 @@ class TaskActor:
     async def delete(self, keep_meta: bool) -> None:
         await self.m.delete(keep_meta)
 
-    async def start(self, sources: list[str] | None, remove_meta: bool) -> None:
-        await self.m.start(sources, remove_meta)
+    async def start(self, sources: list[str] | None, remove_meta: bool,
+                    start_time: float | None = None, safe_mode_seconds: float = 0.0) -> None:
+        await self.m.start(sources, remove_meta, start_time, safe_mode_seconds)
 
     async def stop(self, sources: list[str] | None) -> None:
         await self.m.stop(sources)
@@ -341,12 +450,25 @@ class TaskActor:
                      workers: dict[str, str]) -> list[dict[str, Any]]:
         await self.m.ready()
         self.m._require()
-        return self.m.status(sources, workers)
+        return await self.m.status(sources, workers)
+
+    async def schema_op(self, source: str, op: str, schema: str | None, table: str | None,
+                        body: dict[str, Any] | None) -> Any:
+        return await self.m.schema_op(source, op, schema, table, body)
 
     async def chunk_worker_pids(self) -> list[int]:
         """Processes of the running chunk workers (for operators and failure tests)."""
         refs = [w.pid.remote() for r in self.m.runners.values() for w in r.workers]
         return [int(p) for p in await asyncio.gather(*refs)]
+
+    async def sync_worker_pids(self) -> dict[str, int]:
+        """Process of each running sync worker, by source (for operators and tests)."""
+        out: dict[str, int] = {}
+        for source, r in self.m.runners.items():
+            if r.sync_worker is not None:
+                with contextlib.suppress(Exception):
+                    out[source] = int(await r.sync_worker.pid.remote())
+        return out
 
     def pid(self) -> int:
         return os.getpid()

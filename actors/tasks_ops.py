@@ -13,11 +13,11 @@ from actors.config import NAMESPACE, RuntimeConfig
 from actors.remote import call
 from actors.task import RUNNING, TaskActor, masked, sealed
 from domain.cluster import ClusterState
+from domain.durations import parse_go_duration, parse_start_time
 from domain.task_models import StartTaskRequest, Task
 from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
 from events.errors import (
     API_ERROR,
-    META_NOT_SET,
     SOURCE_DISABLED,
     SOURCE_NOT_EXISTS,
     SUBTASK_EXISTS,
@@ -204,11 +204,12 @@ class TaskOps:
                 view = await self._view(s)
                 if view is not None and not view.get("enable", True):
                     raise SOURCE_DISABLED(name, s)
-            if model.task_mode == "incremental" and not start.start_time:
-                for conf in model.source_config.source_conf:
-                    if conf.source_name in chosen and not (conf.binlog_name or conf.binlog_gtid):
-                        raise META_NOT_SET("incremental")
-            await call(actor.start.remote(start.source_name_list, start.remove_meta))
+            start_time = parse_start_time(start.start_time, model.timezone) \
+                if start.start_time else None
+            safe_s = parse_go_duration(start.safe_mode_time_duration) \
+                if start.safe_mode_time_duration else 0.0
+            await call(actor.start.remote(start.source_name_list, start.remove_meta,
+                                          start_time, safe_s))
 
     async def stop_task(self, name: str, sources: list[str] | None) -> None:
         await self.ready()
@@ -228,6 +229,16 @@ class TaskOps:
         pairs = await migrate_targets(conn, router, schema_pattern, table_pattern)
         return [{"source_schema": s.schema, "source_table": s.table,
                  "target_schema": t.schema, "target_table": t.table} for s, t in pairs]
+
+    async def task_schema(self, name: str, source: str, op: str, schema: str | None,
+                          table: str | None, body: dict[str, Any] | None) -> Any:
+        """The schema tracker endpoints of one subtask (op: list, get, put, delete)."""
+        await self.ready()
+        self._require_task(name)
+        if source not in self.state.tasks[name]:
+            raise SOURCE_NOT_EXISTS(source)
+        return await call(self._task_actor(name).schema_op.remote(source, op, schema, table,
+                                                                  body))
 
     # --- templates ------------------------------------------------------------------
     async def create_template(self, task: dict[str, Any],

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from events.base import DomainEvent, StreamState
 from events.task import (
     DumpPlanned,
+    DumpSnapshotTaken,
     SubtaskMetaRemoved,
     SubtaskProgress,
     SubtaskStageChanged,
@@ -33,6 +34,10 @@ class SubtaskState(BaseModel):
     total_chunks: int = 0
     finished_rows: int = 0
     finished_bytes: int = 0
+    # `all`: the last dump snapshot's position (safe mode up to here after the dump)
+    last_binlog_name: str = ""
+    last_binlog_pos: int = 0
+    last_binlog_gtid: str = ""
 
 
 class TaskState(StreamState):
@@ -68,6 +73,14 @@ class TaskState(StreamState):
                     st.chunks = ev.chunks
                     st.binlog_name, st.binlog_pos = ev.binlog_name, ev.binlog_pos
                     st.binlog_gtid = ev.binlog_gtid
+            case DumpSnapshotTaken():
+                st = self.subtasks.get(ev.source_name)
+                if st is not None:
+                    if not st.binlog_name:
+                        st.binlog_name, st.binlog_pos = ev.binlog_name, ev.binlog_pos
+                        st.binlog_gtid = ev.binlog_gtid
+                    st.last_binlog_name, st.last_binlog_pos = ev.binlog_name, ev.binlog_pos
+                    st.last_binlog_gtid = ev.binlog_gtid
             case SubtaskProgress():
                 st = self.subtasks.get(ev.source_name)
                 if st is not None:

@@ -138,3 +138,10 @@ class ConverterTaskRequest(_Model):
 
 class TaskTemplateRequest(_Model):
     overwrite: StrictBool = False
+
+
+class OperateTaskTableStructureRequest(_Model):
+    schema_source: Literal["sql", "upstream", "downstream"] = "sql"
+    sql_content: StrictStr | None = None
+    flush: StrictBool = True
+    sync: StrictBool = True

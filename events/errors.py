@@ -208,3 +208,33 @@ TASK_FILE_INVALID = ErrorCode(20005, "{}", ErrScope.INTERNAL, ErrLevel.MEDIUM,
 # DM answers an unknown binlog filter name with its generic OpenAPI error (49001).
 FILTER_RULE_NOT_FOUND = ErrorCode(49001, "filter rule name {} not found.", ErrScope.INTERNAL,
                                   ErrLevel.HIGH)
+
+# --- incremental replication: binlog (22001+), checkpoint (24001+), sync (36001+),
+# schema tracker (44001+). dmray's additions are numbered from x101. ---
+BINLOG_PURGED = ErrorCode(22101, "the binlog {} the task needs has been purged from the source",
+                          ErrScope.UPSTREAM, ErrLevel.HIGH,
+                          "Please start the task again from a full migration (task-mode all "
+                          "with remove-meta), or from a binlog position the source still has.")
+BINLOG_READ = ErrorCode(22102, "reading the binlog failed: {}", ErrScope.UPSTREAM,
+                        ErrLevel.HIGH)
+BINLOG_START_TIME = ErrorCode(22103, "no binlog event at or after start_time {}",
+                              ErrScope.UPSTREAM, ErrLevel.MEDIUM)
+BINLOG_DECODE = ErrorCode(22104, "can not decode the row event of {}: {}", ErrScope.INTERNAL,
+                          ErrLevel.HIGH)
+CHECKPOINT_INVALID = ErrorCode(24101, "invalid checkpoint of task {} source {}: {}",
+                               ErrScope.DOWNSTREAM, ErrLevel.HIGH)
+SYNC_EXEC = ErrorCode(36006, "execute statement failed: {}", ErrScope.DOWNSTREAM,
+                      ErrLevel.HIGH)
+SYNC_COLUMN_MISMATCH = ErrorCode(36027, "Column count doesn't match value count: {} (columns) "
+                                        "vs {} (values) for {}", ErrScope.INTERNAL,
+                                 ErrLevel.HIGH,
+                                 "Please check the table structure in the schema tracker "
+                                 "(PUT /tasks/{task}/sources/{source}/schemas/...).")
+SYNC_DDL_PARSE = ErrorCode(36101, "can not parse DDL {}: {}", ErrScope.INTERNAL,
+                           ErrLevel.HIGH,
+                           "Please skip it with a binlog_filter_rule ignore_sql, or fix the "
+                           "schema tracker and start the task again.")
+SCHEMA_TABLE_NOT_TRACKED = ErrorCode(44101, "table {} is not in the schema tracker",
+                                     ErrScope.INTERNAL, ErrLevel.MEDIUM)
+SCHEMA_INVALID_SQL = ErrorCode(44102, "invalid table structure: {}", ErrScope.INTERNAL,
+                               ErrLevel.MEDIUM)

@@ -73,3 +73,16 @@ class SubtaskMetaRemoved(DomainEvent):
 
     event_type = "task.subtask_meta_removed"
     source_name: str
+
+
+@event
+class DumpSnapshotTaken(DomainEvent):
+    """A consistent snapshot the dump read from (a resumed dump takes a new one). For
+    `all`, the sync starts at the first snapshot's position and stays in safe mode up to
+    the last one's: every chunk was read somewhere between the two."""
+
+    event_type = "task.dump_snapshot_taken"
+    source_name: str
+    binlog_name: str
+    binlog_pos: int
+    binlog_gtid: str = ""

@@ -168,6 +168,19 @@ class TableRouter:
         rule = next((r for r in routing if r.table_pattern), routing[0])
         return TableRef(rule.target_schema or schema, rule.target_table or table)
 
+    def route_schema(self, schema: str) -> str | None:
+        """Target of a database-level statement (CREATE/DROP DATABASE): the target schema of
+        the first whole-schema rule that routes, else of the first routing rule matching
+        the schema, else the schema itself; None when no table of it is migrated."""
+        if not self.may_select_schema(schema):
+            return None
+        matched = [r for r, sp, _ in self._compiled if sp.matches(schema)]
+        routing = [r for r in matched if r.target_schema]
+        if not routing:
+            return schema
+        rule = next((r for r in routing if r.table_pattern in ("", "*")), routing[0])
+        return rule.target_schema
+
     def filter_names(self, schema: str, table: str) -> tuple[str, ...]:
         """Binlog filter rule names applying to the table: those of every matching rule,
         as DM attaches each rule's filters to that rule's patterns."""

@@ -12,6 +12,7 @@ from actors.remote import call
 from domain.task_models import (
     ConverterTaskRequest,
     CreateTaskRequest,
+    OperateTaskTableStructureRequest,
     StartTaskRequest,
     StopTaskRequest,
     Task,
@@ -140,3 +141,47 @@ async def migrate_targets(task_name: str, source_name: str, coordinator: Coordin
     data = await call(coordinator.task_migrate_targets.remote(
         task_name, source_name, schema_pattern, table_pattern))
     return {"total": len(data), "data": data}
+
+
+# --- schema tracker of a subtask ---------------------------------------------------------
+@router.get("/{task_name}/sources/{source_name}/schemas",
+            operation_id="DMAPIGetSchemaListByTaskAndSource")
+async def tracked_schemas(task_name: str, source_name: str,
+                          coordinator: CoordinatorDep) -> Any:
+    return await call(coordinator.task_schema.remote(task_name, source_name, "list", None,
+                                                     None, None))
+
+
+@router.get("/{task_name}/sources/{source_name}/schemas/{schema_name}",
+            operation_id="DMAPIGetTableListByTaskAndSource")
+async def tracked_tables(task_name: str, source_name: str, schema_name: str,
+                         coordinator: CoordinatorDep) -> Any:
+    return await call(coordinator.task_schema.remote(task_name, source_name, "list",
+                                                     schema_name, None, None))
+
+
+@router.get("/{task_name}/sources/{source_name}/schemas/{schema_name}/{table_name}",
+            operation_id="DMAPIGetTableStructure")
+async def tracked_table(task_name: str, source_name: str, schema_name: str, table_name: str,
+                        coordinator: CoordinatorDep) -> Any:
+    return await call(coordinator.task_schema.remote(task_name, source_name, "get",
+                                                     schema_name, table_name, None))
+
+
+@router.put("/{task_name}/sources/{source_name}/schemas/{schema_name}/{table_name}",
+            operation_id="DMAPIOperateTableStructure")
+async def set_tracked_table(task_name: str, source_name: str, schema_name: str,
+                            table_name: str, req: OperateTaskTableStructureRequest,
+                            coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.task_schema.remote(task_name, source_name, "put", schema_name,
+                                              table_name, req.model_dump()))
+    return Response(status_code=200)
+
+
+@router.delete("/{task_name}/sources/{source_name}/schemas/{schema_name}/{table_name}",
+               status_code=204, operation_id="DMAPIDeleteTableStructure")
+async def delete_tracked_table(task_name: str, source_name: str, schema_name: str,
+                               table_name: str, coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.task_schema.remote(task_name, source_name, "delete", schema_name,
+                                              table_name, None))
+    return Response(status_code=204)

@@ -1,0 +1,684 @@
+"""One subtask's incremental replication: binlog → schema tracker → routing and filters →
+conflict-free lanes of batched statements → target, with checkpoints in the target.
+
+Flow:
+- a reader thread decodes the binlog (mysqlkit.binlog) and hands lists of events to the
+  event loop;
+- the loop keeps the schema tracker current (DDL parsed with mysqlkit.ddl), routes and
+  filters each change, and assigns it to one of `repl_threads` lanes so that changes of
+  the same row (by PK/UK values) keep their order (mysqlkit.causality);
+- each lane applies batches of `repl_batch` rows in one transaction together with its
+  lane checkpoint row; DDL, conflicts across lanes and periodic flushes are barriers where
+  every lane drains and the global checkpoint (position + schema tracker) is written.
+
+Exactly once: the global checkpoint is only written when everything before it is applied.
+After a crash the sync resumes from it and replays in safe mode (idempotent statements)
+every transaction that may have been applied already, i.e. up to the largest lane
+checkpoint (see mysqlkit.checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncmy
+
+from events.errors import (
+    BINLOG_READ,
+    SYNC_COLUMN_MISMATCH,
+    SYNC_EXEC,
+    DMError,
+)
+from mysqlkit import checkpoint, upstream
+from mysqlkit.binlog import (
+    BinlogReader,
+    Commit,
+    Heartbeat,
+    QueryChange,
+    RowsChange,
+    Start,
+    find_start_by_time,
+)
+from mysqlkit.binlog_filter import BinlogFilter
+from mysqlkit.causality import Causality, change_keys
+from mysqlkit.ddl import DDL, parse_ddl
+from mysqlkit.dml import ChangeKind, RowChange, build_batch
+from mysqlkit.dump import BinlogPosition
+from mysqlkit.routing import TableRouter
+from mysqlkit.rowcodec import APPLY_SESSION_SQL
+from mysqlkit.schema_tracker import SchemaTracker, TableSchema, load_table
+
+log = logging.getLogger("dmray.syncer")
+
+FLUSH_EVERY_S = 1.0  # global checkpoint interval while events flow
+STATUS_EVERY_S = 2.0  # how often the master's position is read for status
+READ_CHUNK = 512  # events per hand-over from the reader thread
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_TRANSIENT_RETRIES = 30
+# Server errors a retry can cure: lost/refused connections, deadlocks, lock wait timeouts,
+# a read-only or shutting-down target.
+_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1290, 2002, 2003, 2006, 2013, 2055})
+# DDL errors that only mean "already done": replaying a DDL that was applied just before a
+# crash, before its checkpoint was written.
+_DDL_ALREADY_DONE = frozenset({1007, 1008, 1050, 1051, 1054, 1060, 1061, 1091, 1146})
+
+
+@dataclass
+class SyncSpec:
+    task: str
+    source: str
+    src: upstream.ConnConfig
+    tgt: upstream.ConnConfig
+    meta: str
+    router: TableRouter
+    bfilter: BinlogFilter
+    server_id: int  # ours, as a replica of the source
+    flavor: str = "mariadb"
+    gtid_mode: bool = False
+    repl_threads: int = 16
+    repl_batch: int = 100
+    safe_mode: bool = False
+    safe_mode_seconds: float = 0.0
+    start: BinlogPosition | None = None  # where to begin without a checkpoint
+    start_time: float | None = None  # or: first event at/after this unix time
+    exit_safe: BinlogPosition | None = None  # e.g. the dump's last snapshot position
+    binlog_type: str = "remote"
+
+
+@dataclass
+class _Job:
+    changes: list[RowChange]
+    txn_start: BinlogPosition
+    safe: bool
+
+
+@dataclass
+class _Stats:
+    total_events: int = 0
+    started: float = field(default_factory=time.monotonic)
+    recent: list[tuple[float, int]] = field(default_factory=list)
+    io_bytes: int = 0
+    dump_io_bytes: int = 0
+    master_binlog: str = ""
+    master_gtid: str = ""
+    master_pos: BinlogPosition | None = None
+    last_ts: int = 0
+
+
+class Syncer:
+    def __init__(self, spec: SyncSpec) -> None:
+        self.spec = spec
+        self.tracker = SchemaTracker()
+        self.tracker_dirty = False
+        self.pos: BinlogPosition | None = None  # last transaction boundary consumed
+        self.applied: BinlogPosition | None = None  # last global checkpoint written
+        self.exit_safe: BinlogPosition | None = None
+        self.safe_until = 0.0
+        self.stats = _Stats()
+        self.synced = False
+        self.error: DMError | None = None
+        self._lanes: list[asyncio.Queue[_Job | None]] = []
+        self._lane_tasks: list[asyncio.Task[None]] = []
+        self._pending: list[list[RowChange]] = []
+        self._causality = Causality(max(1, spec.repl_threads))
+        self._txn_start: BinlogPosition | None = None
+        self._last_flush = time.monotonic()
+        self._ckpt_table = checkpoint.table_name(spec.meta, spec.task)
+        self._ddl_conn: asyncmy.Connection | None = None
+        self._lane_error: DMError | None = None
+        self._schemas: dict[tuple[str, str], _TableMap] = {}
+
+    # --- entry ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Replicate until cancelled; raises a DMError that must pause the subtask."""
+        spec = self.spec
+        await self._load_checkpoint()
+        if spec.safe_mode_seconds > 0:
+            self.safe_until = time.monotonic() + spec.safe_mode_seconds
+        n = max(1, spec.repl_threads)
+        self._pending = [[] for _ in range(n)]
+        self._lanes = [asyncio.Queue(maxsize=4) for _ in range(n)]
+        self._lane_tasks = [asyncio.create_task(self._lane(i)) for i in range(n)]
+        status_task = asyncio.create_task(self._poll_master())
+        try:
+            attempt = 0
+            while True:
+                try:
+                    await self._stream()
+                    return
+                except DMError as err:
+                    if err.error_code is not BINLOG_READ or attempt >= MAX_TRANSIENT_RETRIES:
+                        raise
+                    # The reader lost its connection: resume reading at the last
+                    # transaction boundary; the half-read transaction replays in safe mode.
+                    await self._barrier()
+                    if self._txn_start is not None:
+                        self.exit_safe = checkpoint.later(self.exit_safe, self._txn_start)
+                    delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                    attempt += 1
+                    log.warning("sync %s/%s: %s; retrying in %.1fs", spec.task, spec.source,
+                                err.message, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            status_task.cancel()
+            for t in self._lane_tasks:
+                t.cancel()
+            for t in [*self._lane_tasks, status_task]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            if self._ddl_conn is not None:
+                self._ddl_conn.close()
+
+    async def _load_checkpoint(self) -> None:
+        spec = self.spec
+        cp = await checkpoint.load(spec.tgt, spec.meta, spec.task, spec.source)
+        if cp is not None:
+            self.pos = self.applied = cp.position
+            self.exit_safe = cp.exit_safe
+            if cp.tracker is not None:
+                self.tracker = SchemaTracker.from_dict(cp.tracker)
+            return
+        start = spec.start
+        if start is None and spec.start_time is not None:
+            start = await asyncio.to_thread(find_start_by_time, spec.src,
+                                            int(spec.start_time), server_id=spec.server_id,
+                                            flavor=spec.flavor)
+        if start is None:
+            raise BINLOG_READ("no start position")
+        self.pos = start
+        self.exit_safe = spec.exit_safe
+        await self._init_tracker()
+        # Record where we start, so a crash before the first flush resumes from here.
+        await checkpoint.save(spec.tgt, spec.meta, spec.task, spec.source, start,
+                              self.exit_safe, self.tracker.to_dict())
+        self.applied = start
+        self.tracker_dirty = False
+
+    async def _init_tracker(self) -> None:
+        """Structures of the migrated tables as of the start position. The target's copy
+        is the best witness (a full migration, ours or the user's, created it from the
+        snapshot at that position); a table missing there is taken from the upstream as
+        it is now, as DM does."""
+        pairs = await _selected_tables(self.spec.src, self.spec.router)
+        for schema, table in pairs:
+            await self._structure(schema, table)
+
+    async def _structure(self, schema: str, table: str) -> TableSchema | None:
+        dest = self.spec.router.route(schema, table)
+        sql = None
+        if dest is not None:
+            with contextlib.suppress(DMError):
+                async with upstream.open_conn(self.spec.tgt) as conn:
+                    sql = await load_table(conn, dest.schema, dest.table)
+        if sql is None:
+            try:
+                async with upstream.open_conn(self.spec.src) as conn:
+                    sql = await load_table(conn, schema, table)
+            except DMError:
+                return None
+        self.tracker_dirty = True
+        return self.tracker.set_table(schema, table, sql)
+
+    # --- reading --------------------------------------------------------------------
+    async def _stream(self) -> None:
+        spec = self.spec
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(maxsize=8)
+        stop = threading.Event()
+        assert self.pos is not None
+        start = Start.at(self.pos)
+        ddl_done = threading.Event()
+        reader = BinlogReader(spec.src, spec.server_id, start, flavor=spec.flavor,
+                              gtid_mode=spec.gtid_mode, want_table=self._wants,
+                              unsigned_of=self._unsigned_of)
+
+        def pump() -> None:
+            batch: list[Any] = []
+            try:
+                for ev in reader:
+                    if stop.is_set():
+                        return
+                    batch.append(ev)
+                    if isinstance(ev, Heartbeat):
+                        _put(batch)
+                        batch = []
+                        continue
+                    if isinstance(ev, QueryChange):
+                        # The reader decodes the next row events with the tracker's unsigned
+                        # flags: let the loop apply this DDL to the tracker first.
+                        ddl_done.clear()
+                        _put(batch)
+                        batch = []
+                        while not ddl_done.wait(0.5):
+                            if stop.is_set():
+                                return
+                        continue
+                    if len(batch) >= READ_CHUNK:
+                        _put(batch)
+                        batch = []
+                _put(batch)
+                _put(None)
+            except BaseException as exc:  # handed to the loop, raised there
+                _put(exc)
+            finally:
+                reader.close()
+
+        def _put(item: list[Any] | BaseException | None) -> None:
+            fut = asyncio.run_coroutine_threadsafe(inbox.put(item), loop)
+            while not stop.is_set():
+                try:
+                    fut.result(timeout=0.5)
+                    return
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=pump, name=f"binlog-{spec.task}-{spec.source}",
+                                  daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await inbox.get()
+                if item is None:
+                    await self._flush()
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                for ev in item:
+                    await self._event(ev)
+                    if isinstance(ev, QueryChange):
+                        ddl_done.set()
+                if self._lane_error is not None:
+                    raise self._lane_error
+                if time.monotonic() - self._last_flush > FLUSH_EVERY_S:
+                    await self._flush()
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    inbox.get_nowait()
+            await asyncio.to_thread(thread.join, 5.0)
+
+    def _wants(self, schema: str, table: str) -> bool:
+        return self.spec.router.selects(schema, table)
+
+    def _unsigned_of(self, schema: str, table: str) -> list[bool] | None:
+        ts = self.tracker.get(schema, table)
+        return None if ts is None else [c.unsigned for c in ts.columns]
+
+    async def _event(self, ev: Any) -> None:
+        if isinstance(ev, RowsChange):
+            await self._rows(ev)
+        elif isinstance(ev, Commit):
+            self.pos = ev.pos
+            self._txn_start = None
+            self.stats.last_ts = ev.timestamp
+        elif isinstance(ev, QueryChange):
+            await self._query(ev)
+        elif isinstance(ev, Heartbeat):
+            await self._dispatch_all()
+            await self._drain()
+            self.synced = self._caught_up()
+            if time.monotonic() - self._last_flush > FLUSH_EVERY_S / 4:
+                await self._flush()
+
+    def _caught_up(self) -> bool:
+        mp = self.stats.master_pos
+        return mp is None or self.pos is None or checkpoint.pos_key(self.pos) >= \
+            checkpoint.pos_key(mp)
+
+    # --- rows -----------------------------------------------------------------------
+    async def _table(self, schema: str, table: str) -> _TableMap | None:
+        ts = self.tracker.get(schema, table)
+        if ts is None:
+            # A table the tracker has not seen (e.g. created before the start position).
+            ts = await self._structure(schema, table)
+            if ts is None:
+                return None
+        key = (schema, table)
+        tm = self._schemas.get(key)
+        if tm is None or tm.schema is not ts:
+            target = self.spec.router.route(schema, table)
+            if target is None:
+                return None
+            tm = _TableMap.build(ts, target.schema, target.table)
+            self._schemas[key] = tm
+        return tm
+
+    async def _rows(self, ev: RowsChange) -> None:
+        if self._txn_start is None:
+            self._txn_start = self.pos
+        self.stats.last_ts = ev.timestamp
+        if self.spec.bfilter.skip_dml(ev.schema, ev.table, ev.kind):
+            self.stats.total_events += _count(ev)
+            return
+        tm = await self._table(ev.schema, ev.table)
+        if tm is None:
+            return
+        if ev.column_count != len(tm.schema.columns):
+            raise SYNC_COLUMN_MISMATCH(len(tm.schema.columns), ev.column_count,
+                                       f"`{ev.schema}`.`{ev.table}`")
+        changes: list[RowChange]
+        if ev.kind == "update":
+            changes = [tm.change("update", b, a) for b, a in ev.updates]
+        elif ev.kind == "insert":
+            changes = [tm.change("insert", None, r) for r in ev.rows]
+        else:
+            changes = [tm.change("delete", r, None) for r in ev.rows]
+        self.stats.total_events += len(changes)
+        batch = max(1, self.spec.repl_batch)
+        for ch in changes:
+            keys = change_keys(ch, unique_keys=tm.unique_keys)
+            lane = self._causality.assign(ch, keys)
+            if lane is None:
+                await self._barrier()
+                lane = self._causality.assign(ch, keys)
+                assert lane is not None
+            pending = self._pending[lane]
+            pending.append(ch)
+            if len(pending) >= batch:
+                await self._dispatch(lane)
+
+    def _safe(self) -> bool:
+        if self.spec.safe_mode or time.monotonic() < self.safe_until:
+            return True
+        es = self.exit_safe
+        start = self._txn_start or self.pos
+        return es is not None and start is not None and \
+            checkpoint.pos_key(start) <= checkpoint.pos_key(es)
+
+    async def _dispatch(self, lane: int) -> None:
+        pending = self._pending[lane]
+        if not pending:
+            return
+        self._pending[lane] = []
+        txn_start = self._txn_start or self.pos
+        assert txn_start is not None
+        await self._lanes[lane].put(_Job(pending, txn_start, self._safe()))
+
+    async def _dispatch_all(self) -> None:
+        for lane in range(len(self._pending)):
+            await self._dispatch(lane)
+
+    async def _drain(self) -> None:
+        await asyncio.gather(*(q.join() for q in self._lanes))
+        if self._lane_error is not None:
+            raise self._lane_error
+
+    async def _barrier(self) -> None:
+        await self._dispatch_all()
+        await self._drain()
+        self._causality.reset()
+
+    async def _flush(self) -> None:
+        """Barrier + global checkpoint at the last transaction boundary. Mid-transaction
+        the checkpoint stays at the boundary before it (its rows replay in safe mode)."""
+        await self._barrier()
+        self._last_flush = time.monotonic()
+        if self._txn_start is not None:
+            # Part of a transaction is applied: a resume replays it, so it must be safe.
+            self.exit_safe = checkpoint.later(self.exit_safe, self._txn_start)
+        pos = self.pos
+        if pos is None or (pos == self.applied and not self.tracker_dirty):
+            return
+        es = self.exit_safe
+        if es is not None and checkpoint.pos_key(es) < checkpoint.pos_key(pos):
+            es = None
+        tracker = self.tracker.to_dict() if self.tracker_dirty else None
+        await self._exec_retrying(checkpoint.save_sql(self._ckpt_table, self.spec.source, pos,
+                                                      es, tracker))
+        self.applied = pos
+        self.tracker_dirty = False
+
+    # --- lanes ----------------------------------------------------------------------
+    async def _lane(self, i: int) -> None:
+        q = self._lanes[i]
+        conn: asyncmy.Connection | None = None
+        try:
+            while True:
+                job = await q.get()
+                try:
+                    if job is not None and self._lane_error is None:
+                        conn = await self._apply(i, conn, job)
+                except DMError as err:
+                    self._lane_error = self._lane_error or err
+                finally:
+                    q.task_done()
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def _apply(self, lane: int, conn: asyncmy.Connection | None,
+                     job: _Job) -> asyncmy.Connection | None:
+        safe = job.safe
+        for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+            statements = build_batch(job.changes, safe)
+            statements.append(checkpoint.lane_sql(self._ckpt_table, self.spec.source, lane,
+                                                  job.txn_start))
+            try:
+                if conn is None:
+                    conn = await self._connect()
+                async with conn.cursor() as cur:
+                    await cur.execute("BEGIN")
+                    for sql in statements:
+                        await cur.execute(sql)
+                    await cur.execute("COMMIT")
+                self.stats.io_bytes += sum(len(s) for s in statements)
+                return conn
+            except Exception as exc:  # classified below: retried or pausing the subtask
+                code = _errno(exc)
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                if code in _TRANSIENT or (code is None and not isinstance(exc, DMError)):
+                    if attempt >= MAX_TRANSIENT_RETRIES:
+                        raise SYNC_EXEC(_short(exc)) from None
+                    # The commit may have happened before the connection dropped: the
+                    # retry must be idempotent.
+                    safe = True
+                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt,
+                                                            len(RETRY_BACKOFF_S) - 1)])
+                    continue
+                if isinstance(exc, DMError):
+                    raise
+                raise SYNC_EXEC(_short(exc), cause=_first_sql(statements)) from None
+        return conn
+
+    async def _connect(self) -> asyncmy.Connection:
+        conn = await upstream.connect(self.spec.tgt)
+        async with conn.cursor() as cur:
+            await cur.execute(APPLY_SESSION_SQL)
+        return conn
+
+    async def _exec_retrying(self, stmt: tuple[str, tuple[Any, ...]]) -> None:
+        for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+            try:
+                if self._ddl_conn is None:
+                    self._ddl_conn = await self._connect()
+                async with self._ddl_conn.cursor() as cur:
+                    await cur.execute(stmt[0], stmt[1] or None)
+                return
+            except Exception as exc:  # transient: retry; else pause the subtask
+                if self._ddl_conn is not None:
+                    self._ddl_conn.close()
+                    self._ddl_conn = None
+                code = _errno(exc)
+                if (code not in _TRANSIENT and code is not None) or attempt >= \
+                        MAX_TRANSIENT_RETRIES:
+                    raise SYNC_EXEC(_short(exc)) from None
+                await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+
+    # --- DDL ------------------------------------------------------------------------
+    async def _query(self, ev: QueryChange) -> None:
+        ddls = parse_ddl(ev.sql, ev.schema)
+        if not ddls:
+            return
+        await self._barrier()
+        replaying = self._safe()
+        for ddl in ddls:
+            await self._apply_ddl(ddl, replaying)
+        self.pos = ev.pos
+        self._txn_start = None
+        self.tracker_dirty = True
+        await self._flush()
+
+    async def _apply_ddl(self, ddl: DDL, replaying: bool) -> None:
+        spec = self.spec
+        wanted = self._ddl_wanted(ddl)
+        # Tracked even when filtered out: later row events carry the new structure.
+        self.tracker.apply(ddl)
+        self._schemas.clear()
+        if not wanted or spec.bfilter.skip_ddl(ddl.schema, ddl.table, ddl.event_type, ddl.sql):
+            return
+        sql = ddl.routed(self._route_any)
+        if sql is None:
+            return
+        try:
+            await self._exec_retrying((sql, ()))
+        except DMError as err:
+            code = _errno_in(err)
+            if replaying and code in _DDL_ALREADY_DONE:
+                log.info("sync %s/%s: DDL already applied before the restart: %s",
+                         spec.task, spec.source, sql)
+                return
+            raise
+
+    def _ddl_wanted(self, ddl: DDL) -> bool:
+        if not ddl.table:
+            return self.spec.router.route_schema(ddl.schema) is not None
+        return self.spec.router.selects(ddl.schema, ddl.table) or bool(
+            getattr(ddl, "new_table", "") and self.spec.router.selects(
+                getattr(ddl, "new_schema", "") or ddl.schema, ddl.new_table))
+
+    def _route_any(self, schema: str, table: str) -> tuple[str, str] | None:
+        if not table:
+            s = self.spec.router.route_schema(schema)
+            return None if s is None else (s, "")
+        ref = self.spec.router.route(schema, table)
+        return None if ref is None else (ref.schema, ref.table)
+
+    # --- status ---------------------------------------------------------------------
+    async def _poll_master(self) -> None:
+        while True:
+            with contextlib.suppress(DMError, OSError):
+                self.stats.master_pos = await master_position(self.spec.src)
+                self.synced = self.synced and self._caught_up()
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    def status(self) -> dict[str, Any]:
+        st = self.stats
+        now = time.monotonic()
+        elapsed = max(now - st.started, 1e-3)
+        st.recent.append((now, st.total_events))
+        st.recent = [(t, n) for t, n in st.recent if now - t <= 10.0] or [(now, 0)]
+        t0, n0 = st.recent[0]
+        recent = int((st.total_events - n0) / (now - t0)) if now - t0 > 0.5 else 0
+        mp = st.master_pos
+        pos = self.pos
+        synced = self.synced and not any(self._pending)
+        behind = 0 if synced or not st.last_ts else max(0, int(time.time() - st.last_ts))
+        return {
+            "total_events": st.total_events,
+            "total_tps": int(st.total_events / elapsed),
+            "recent_tps": recent,
+            "master_binlog": _fmt(mp),
+            "master_binlog_gtid": mp.gtid if mp else "",
+            "syncer_binlog": _fmt(pos),
+            "syncer_binlog_gtid": pos.gtid if pos else "",
+            "blocking_ddls": [],
+            "unresolved_groups": [],
+            "synced": synced,
+            "binlog_type": self.spec.binlog_type,
+            "seconds_behind_master": behind,
+            "io_total_bytes": st.io_bytes,
+            "dump_io_total_bytes": st.dump_io_bytes,
+        }
+
+
+@dataclass
+class _TableMap:
+    """How one tracked table's row images become RowChanges (rebuilt after its DDL)."""
+    schema: TableSchema
+    target_schema: str
+    target_table: str
+    columns: tuple[str, ...]
+    skip: frozenset[int]
+    key: tuple[int, ...]
+    unique_keys: tuple[tuple[int, ...], ...]  # the other unique keys, for causality
+
+    @staticmethod
+    def build(ts: TableSchema, target_schema: str, target_table: str) -> _TableMap:
+        names = tuple(c.name for c in ts.columns)
+        skip = frozenset(i for i, c in enumerate(ts.columns) if c.generated)
+        key_names = ts.key_columns()
+        key = tuple(names.index(k) for k in key_names)
+        uks = tuple(tuple(names.index(c) for c in uk) for uk in ts.unique_keys
+                    if tuple(uk) != tuple(key_names))
+        return _TableMap(ts, target_schema, target_table, names, skip, key, uks)
+
+    def change(self, kind: ChangeKind, before: tuple[str, ...] | None,
+               after: tuple[str, ...] | None) -> RowChange:
+        return RowChange(kind=kind, schema=self.target_schema, table=self.target_table,
+                         columns=self.columns, skip=self.skip, key=self.key, before=before,
+                         after=after)
+
+
+async def master_position(cfg: upstream.ConnConfig) -> BinlogPosition:
+    async with upstream.open_conn(cfg) as conn:
+        rows = await upstream.fetchall(conn, "SHOW MASTER STATUS")
+        gtid = ""
+        try:
+            g = await upstream.fetchall(conn, "SELECT @@GLOBAL.gtid_binlog_pos")
+            gtid = upstream.as_text(g[0][0] or "") if g else ""
+        except Exception:  # MySQL: gtid_executed instead
+            g = await upstream.fetchall(conn, "SELECT @@GLOBAL.gtid_executed")
+            gtid = upstream.as_text(g[0][0] or "") if g else ""
+    if not rows:
+        return BinlogPosition("", 0, gtid)
+    return BinlogPosition(upstream.as_text(rows[0][0]), int(rows[0][1]), gtid)
+
+
+async def _selected_tables(cfg: upstream.ConnConfig,
+                           router: TableRouter) -> list[tuple[str, str]]:
+    from mysqlkit.routing import migrate_targets
+    return [(s.schema, s.table) for s, _t in await migrate_targets(cfg, router)]
+
+
+def _count(ev: RowsChange) -> int:
+    return len(ev.updates) if ev.kind == "update" else len(ev.rows)
+
+
+def _fmt(p: BinlogPosition | None) -> str:
+    return f"({p.binlog_name}, {p.binlog_pos})" if p is not None and p.binlog_name else ""
+
+
+def _errno(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        return int(args[0])
+    if isinstance(exc, DMError):
+        return _errno_in(exc)
+    if isinstance(exc, (ConnectionError, OSError, asyncio.IncompleteReadError)):
+        return 2013
+    return None
+
+
+def _errno_in(err: DMError) -> int | None:
+    import re
+    m = re.search(r"\((\d{4}),", err.cause or "") or re.search(r"\((\d{4}),", err.message)
+    return int(m.group(1)) if m else None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 500 else text[:500] + "…"
+
+
+def _first_sql(statements: list[str]) -> str:
+    return statements[0][:300] if statements else ""
+
