@@ -27,6 +27,7 @@ from events.errors import (
     DMError,
 )
 from mysqlkit import upstream
+from mysqlkit.binlog_filter import BinlogFilter
 from mysqlkit.precheck import precheck
 from mysqlkit.routing import migrate_targets, router_for_source
 from storage.aggregate import Aggregate
@@ -95,7 +96,7 @@ class TaskOps:
         sources = [c.source_name for c in task.source_config.source_conf]
         for s in sources:
             self._require_source(s)
-            router_for_source(task, s)  # unknown filter names, bad rules: 400 now
+            BinlogFilter(task, router_for_source(task, s))  # bad rules or filters: 400 now
         tc = task.target_config
         target = upstream.ConnConfig(host=tc.host, port=tc.port, user=tc.user,
                                      password=tc.password)
