@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -9,31 +10,42 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import NAMESPACE, RuntimeConfig, node_key
 from actors.coordinator import Coordinator
-from actors.remote import COORDINATOR, worker_actor_name
+from actors.remote import COORDINATOR, get_actor, worker_actor_name
 from actors.worker import WorkerActor
+
+# How long a worker actor of a rejoining node's slot may take to answer before it counts as
+# stranded on a node that is gone (a healthy one answers in milliseconds; a restarting one
+# in a second or two).
+STRANDED_PROBE_S = 5.0
 
 
 def start_coordinator(cfg: RuntimeConfig) -> Any:
-    """The coordinator, created on first call; later calls (any node) get the same actor."""
+    """The coordinator, created on first call; later calls (any node) get the same actor.
+    It prefers the node of `dmray serve` (soft: if that node is lost, Ray restarts it on
+    another one)."""
+    here = ray.get_runtime_context().get_node_id()
     handle = Coordinator.options(  # type: ignore[attr-defined]
         name=COORDINATOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
     ).remote(cfg)
     ray.get(handle.ping.remote())
     return handle
 
 
 def start_local_workers(coordinator: Any, cfg: RuntimeConfig, count: int | None = None,
-                        base_port: int | None = None) -> list[str]:
-    """Start this node's workers, pinned to it. Names come from the coordinator by slot,
-    so a restart on the same node brings back the same worker names."""
-    key = node_key()
-    node_id = ray.get_runtime_context().get_node_id()
+                        base_port: int | None = None, node_id: str | None = None) -> list[str]:
+    """Start a node's workers (this driver's node unless node_id names another), pinned to
+    it. Names come from the coordinator by node key and slot, so a restart on the same node
+    brings back the same worker names."""
+    key = node_key(node_id)
+    node_id = node_id or ray.get_runtime_context().get_node_id()
     port = base_port or cfg.port + 1
     names = []
     for slot in range(1, (count if count is not None else cfg.workers_per_node) + 1):
         # The addr is DM's host:port shape: the node and the worker's slot on it.
         addr = f"{key}:{port + slot - 1}"
         name = ray.get(coordinator.register_worker.remote(key, slot, addr))
+        _drop_stranded(worker_actor_name(name))
         WorkerActor.options(  # type: ignore[attr-defined]
             name=worker_actor_name(name), namespace=NAMESPACE, lifetime="detached",
             get_if_exists=True,
@@ -41,6 +53,24 @@ def start_local_workers(coordinator: Any, cfg: RuntimeConfig, count: int | None 
         ).remote(name, cfg)
         names.append(name)
     return names
+
+
+def _drop_stranded(actor_name: str) -> None:
+    """A worker actor of this name pinned to a node that is gone (a node that left and
+    joined again gets a new Ray node id) can never restart: remove it so that it is
+    created again here. One that answers is kept."""
+    handle = get_actor(actor_name)
+    if handle is None:
+        return
+    try:
+        ray.get(handle.info.remote(), timeout=STRANDED_PROBE_S)
+        return
+    except Exception:  # not answering: pinned to a dead node, or dead for good
+        pass
+    ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + 10.0
+    while get_actor(actor_name) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the name is free once the actor is dead
 
 
 def register_master(coordinator: Any, port: int) -> str:

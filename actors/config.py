@@ -30,11 +30,24 @@ class RuntimeConfig(BaseModel):
                                    "store_url": store_url or sqlite_url(d), **kw})
 
 
-def node_key() -> str:
-    """Stable name of this node: DMRAY_NODE_KEY, else its IP (Ray's node id changes on restart)."""
-    key = os.environ.get("DMRAY_NODE_KEY")
-    if key:
-        return key
+NODE_KEY_LABEL = "dmray-node-key"
+
+
+def node_key(node_id: str | None = None) -> str:
+    """Stable name of a Ray node (Ray's node id changes on restart): for this process's own
+    node DMRAY_NODE_KEY if set; else the node's `dmray-node-key` label (several nodes on one
+    host, as in tests); else its IP."""
     import ray
 
+    here = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    if node_id is None or node_id == here:
+        key = os.environ.get("DMRAY_NODE_KEY")
+        if key:
+            return key
+        node_id = here
+    if node_id is not None:
+        for n in ray.nodes():
+            if n.get("NodeID") == node_id:
+                labels = n.get("Labels") or {}
+                return str(labels.get(NODE_KEY_LABEL) or n.get("NodeManagerAddress"))
     return str(ray.util.get_node_ip_address())

@@ -43,6 +43,7 @@ from events.errors import (
     SOURCE_HAS_TASKS,
     SOURCE_NOT_EXISTS,
     SOURCE_UPDATE_REFUSED,
+    TRANSFER_NEEDS_SYNC,
     WORKER_NOT_EXISTS,
     WORKER_ONLINE,
 )
@@ -68,6 +69,13 @@ class ClusterManager(TaskOps):
         self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Heartbeats are liveness, not decisions: kept in memory, never in the log.
         self.last_seen: dict[str, float] = {}
+        # Ray node id of each worker, as its heartbeats tell: where a source's data actors go.
+        self.node_of: dict[str, str] = {}
+        # Heartbeats start anew with this incarnation: no worker counts as lost before a
+        # full heartbeat_timeout has passed, or a restarted coordinator would rebind all.
+        self._started = time.monotonic()
+        self._monitor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.node_key = ""
         # Source views as their actors last answered. Every write to a source goes through
         # here, so the cache stays exact, and a list of sources costs no call per source.
@@ -95,6 +103,8 @@ class ClusterManager(TaskOps):
                     self._loaded = True
         if self._publisher is None:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
+        if self._monitor is None:
+            self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
         return self.agg.state
 
     # --- read model ---------------------------------------------------------------
@@ -150,10 +160,16 @@ class ClusterManager(TaskOps):
         seen = self.last_seen.get(worker)
         return seen is not None and time.monotonic() - seen < self.cfg.heartbeat_timeout
 
+    def relay_source_of(self, worker: str) -> str | None:
+        """Hook for relay: the source whose relay log this worker pulls (stage `relay`)."""
+        return None
+
     def stage_of(self, worker: str) -> str:
         if not self.online(worker):
             return OFFLINE
-        return BOUND if self.state.source_of_worker(worker) else FREE
+        if self.state.source_of_worker(worker):
+            return BOUND
+        return RELAY if self.relay_source_of(worker) else FREE
 
     async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
         await self.ready()
@@ -166,16 +182,77 @@ class ClusterManager(TaskOps):
                                                    addr=addr))
             return name
 
-    async def heartbeat(self, worker: str) -> str | None:
+    async def heartbeat(self, worker: str, node_id: str | None = None) -> str | None:
         """Mark the worker alive; answer the source it should serve (None: unknown worker)."""
         await self.ready()
         if worker not in self.state.workers:
             return None
         was_online = self.online(worker)
         self.last_seen[worker] = time.monotonic()
+        if node_id:
+            self.node_of[worker] = node_id
         if not was_online:
-            asyncio.get_running_loop().create_task(self._bind_unbound())
+            self._spawn(self._bind_unbound())
         return self.state.source_of_worker(worker) or ""
+
+    def placement(self, source: str) -> dict[str, str]:
+        """Where the source's data actors run: its bound worker and that worker's Ray node
+        ("" while the source has no worker, or its worker is offline)."""
+        worker = self.state.bindings.get(source, "")
+        node = self.node_of.get(worker, "") if worker and self.online(worker) else ""
+        return {"worker": worker, "node_id": node}
+
+    # --- failover -----------------------------------------------------------------
+    async def _monitor_loop(self) -> None:
+        period = min(self.cfg.heartbeat_interval, 1.0)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.check_workers()
+            except Exception:  # e.g. the store briefly unreachable: the next round retries
+                log.exception("checking the workers failed")
+
+    def _lost(self, worker: str) -> bool:
+        seen = max(self.last_seen.get(worker, 0.0), self._started)
+        return time.monotonic() - seen >= self.cfg.heartbeat_timeout
+
+    async def check_workers(self) -> None:
+        """Unbind the sources of workers that stopped heartbeating and give each a free
+        worker (a source with none stays unbound until a worker comes online)."""
+        if not any(self._lost(w) for w in self.state.bindings.values()):
+            return
+        async with self._lock:
+            lost = sorted((s, w) for s, w in self.state.bindings.items() if self._lost(w))
+            free = self.free_workers()
+            moves = [(s, w, free.pop(0) if free else "") for s, w in lost]
+            events: list[Any] = []
+            for s, old, new in moves:
+                events.append(SourceUnbound(source_name=s, worker_name=old))
+                if new:
+                    events.append(SourceBound(source_name=s, worker_name=new))
+            await self.agg.record(*events)
+        for s, old, new in moves:
+            log.warning("worker %s is offline: source %s %s", old, s,
+                        f"moves to {new}" if new else "waits for a free worker")
+            await self._tell_source(s, new)
+            self._spawn(self._relocate_tasks(s, new))
+        await self.publish()
+
+    async def _relocate_tasks(self, source: str, worker: str) -> None:
+        """Tell each task of the source where it now runs; its runner moves its data actors
+        (a subtask that is not running has nothing to move)."""
+        for task in self.tasks_of_source(source):
+            try:
+                await call(self._task_actor(task).relocate.remote(source, worker))
+            except Exception:  # the task actor restarting: its runner asks where it runs
+                log.warning("task %s: relocating %s to %s failed", task, source, worker,
+                            exc_info=True)
+
+    def _spawn(self, coro: Any) -> None:
+        # Keep a reference: the loop holds only weak ones to tasks.
+        t = asyncio.get_running_loop().create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
 
     def list_workers(self) -> list[dict[str, Any]]:
         return [
@@ -216,6 +293,7 @@ class ClusterManager(TaskOps):
             await self.agg.record(*[SourceBound(source_name=s, worker_name=w) for s, w in pairs])
         for s, w in pairs:
             await self._tell_source(s, w)
+            self._spawn(self._relocate_tasks(s, w))
 
     # --- masters ------------------------------------------------------------------
     async def register_master(self, node_key: str, addr: str) -> str:
@@ -410,6 +488,9 @@ class ClusterManager(TaskOps):
             await self._view(name, refresh=True)
 
     async def transfer_source(self, name: str, worker: str) -> None:
+        """Bind the source to another (free) worker; its running subtasks pause and go on
+        from their checkpoints on that worker's node. Only subtasks in Sync may move (a
+        dump's snapshot cannot follow it)."""
         await self.ready()
         async with self._name_locks[name]:
             self._require_source(name)
@@ -418,6 +499,11 @@ class ClusterManager(TaskOps):
             current = self.state.bindings.get(name)
             if current == worker:
                 return  # already there: a retried transfer is a no-op
+            self._check_free(worker)
+            for task in self.tasks_of_source(name):
+                unit = await call(self._task_actor(task).running_unit.remote(name))
+                if unit is not None and unit != "Sync":
+                    raise TRANSFER_NEEDS_SYNC(name, task)
             async with self._lock:
                 self._check_free(worker)
                 events: list[Any] = []
@@ -430,6 +516,8 @@ class ClusterManager(TaskOps):
                 if handle is not None:
                     handle.assign.remote("")
             await self._tell_source(name, worker)
+            # Answer once the subtasks run on the new worker (DM: pause, rebind, resume).
+            await self._relocate_tasks(name, worker)
 
     async def source_schemas(self, name: str) -> list[str]:
         await self.ready()
@@ -483,8 +571,12 @@ class Coordinator:
     async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
         return await self.m.register_worker(node_key, slot, addr)
 
-    async def heartbeat(self, worker: str) -> str | None:
-        return await self.m.heartbeat(worker)
+    async def heartbeat(self, worker: str, node_id: str | None = None) -> str | None:
+        return await self.m.heartbeat(worker, node_id)
+
+    async def placement(self, source: str) -> dict[str, str]:
+        await self.m.ready()
+        return self.m.placement(source)
 
     async def list_workers(self) -> list[dict[str, Any]]:
         await self.m.ready()

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.chunk_worker import ChunkWorker, checkpoint_table
+from actors.remote import COORDINATOR, get_actor, worker_actor_name
 from actors.sync_worker import SyncWorker, build_spec
 from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
 from events.task import DumpPlanned, DumpSnapshotTaken, SubtaskProgress
@@ -55,6 +57,10 @@ ROWS_PER_CHUNK = 50_000
 # A sync worker lost more often than this (killed, its node gone) pauses the subtask.
 SYNC_LOSSES_ALLOWED = 10
 SYNC_LOSS_WINDOW_S = 300.0
+# While its source has no live worker, a subtask asks again this often.
+PLACEMENT_POLL_S = 0.5
+# A bound worker that does not answer within this is taken as gone (its node lost).
+WORKER_PROBE_S = 2.0
 
 
 def chunk_key(c: dict[str, Any]) -> tuple[str, str, int]:
@@ -124,6 +130,11 @@ class SubtaskRunner:
         self.position: BinlogPosition | None = None
         self._sync_worker: Any = None
         self.sync_status: dict[str, Any] | None = None
+        self.retrying = ""
+        # The worker (and its Ray node) this subtask's data actors run on; None while
+        # waiting for one. Work follows the binding: see _place().
+        self.worker: str | None = None
+        self.node_id: str | None = None
 
     @property
     def workers(self) -> list[Any]:
@@ -183,6 +194,39 @@ class SubtaskRunner:
             self._kill_workers()
         await self.mgr.runner_done(self.source, self, error)
 
+    # --- placement ------------------------------------------------------------------
+    async def _place(self) -> dict[str, Any]:
+        """Ray options that put a data actor on the node of the source's bound worker, so
+        that the work follows the binding (transfer, failover). Waits while the source has
+        no worker, or its worker does not answer (its node lost: the coordinator rebinds
+        the source within heartbeat_timeout)."""
+        self.worker = self.node_id = None
+        while True:
+            p = await self._placement()
+            if p is not None:
+                self.worker, self.node_id = p["worker"], p["node_id"]
+                return {"scheduling_strategy": NodeAffinitySchedulingStrategy(
+                    node_id=p["node_id"], soft=False)}
+            await asyncio.sleep(PLACEMENT_POLL_S)
+
+    async def _placement(self) -> dict[str, str] | None:
+        coordinator = get_actor(COORDINATOR)
+        if coordinator is None:
+            return None
+        try:
+            async with asyncio.timeout(WORKER_PROBE_S * 5):
+                p: dict[str, str] = await coordinator.placement.remote(self.source)
+            if not p["node_id"]:
+                return None
+            worker = get_actor(worker_actor_name(p["worker"]))
+            if worker is None:
+                return None
+            async with asyncio.timeout(WORKER_PROBE_S):
+                await worker.pid.remote()
+        except (RayActorError, TimeoutError):
+            return None
+        return p
+
     # --- progress -------------------------------------------------------------------
     async def refresh(self) -> None:
         """Fetch the sync worker's status (what `progress` then shows)."""
@@ -191,13 +235,17 @@ class SubtaskRunner:
             return
         try:
             async with asyncio.timeout(5.0):
-                self.sync_status = await w.status.remote()
+                got = await w.status.remote()
+            self.sync_status, self.retrying = got["sync_status"], got["retrying"]
         except (RayActorError, TimeoutError):
             pass  # a worker being replaced: keep the last figures
 
     def progress(self) -> dict[str, Any]:
         if self.unit == "Sync":
-            return {"sync_status": self.sync_status or empty_sync_status()}
+            out: dict[str, Any] = {"sync_status": self.sync_status or empty_sync_status()}
+            if self.retrying:  # still Running: shown until the retry succeeds
+                out["error_msg"] = self.retrying
+            return out
         elapsed = max(time.monotonic() - self.started, 1e-3)
         pct = 100.0 * self.done_chunks / self.total_chunks if self.total_chunks else 0.0
         progress = f"{pct:.2f} %"
@@ -245,7 +293,7 @@ class SubtaskRunner:
         meta = task.meta_schema
 
         # Worker processes take a second or two to start: let them boot while we plan.
-        self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
+        await self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
         # The table list and infos are read again on every (re)start; the chunk plan is not.
         pairs = await migrate_targets(src, router)
         infos: dict[tuple[str, str], TableInfo] = {}
@@ -354,7 +402,8 @@ class SubtaskRunner:
                           safe_mode_seconds=float(opts.get("safe_mode_seconds", 0.0)))
         losses: list[float] = []
         while True:
-            self._sync_worker = SyncWorker.remote(spec)  # type: ignore[attr-defined]
+            opts = await self._place()
+            self._sync_worker = _actor_class(SyncWorker).options(**opts).remote(spec)
             try:
                 await _unwrapped(self._sync_worker.run.remote())
                 return
@@ -430,9 +479,10 @@ class SubtaskRunner:
                                 import_threads: int, on_dup: str, meta: str) -> None:
         n_workers = max(1, min(import_threads, 2, len(remaining)))
         lanes_per_worker = math.ceil(import_threads / n_workers)
+        opts = await self._place()
         self._workers = [
-            ChunkWorker.remote(tgt, tgt, self.mgr.name, self.source, meta, on_dup,  # type: ignore[attr-defined]
-                               lanes_per_worker)
+            _actor_class(ChunkWorker).options(**opts).remote(
+                tgt, tgt, self.mgr.name, self.source, meta, on_dup, lanes_per_worker)
             for _ in range(n_workers)
         ]
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -458,9 +508,9 @@ class SubtaskRunner:
         self.done_keys.add(chunk_key(c))
         self._update_done_tables(plan, self.done_keys)
 
-    def _spawn_workers(self, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
-                       export_threads: int, import_threads: int, on_dup: str,
-                       meta: str) -> int:
+    async def _spawn_workers(self, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
+                             export_threads: int, import_threads: int, on_dup: str,
+                             meta: str) -> int:
         """Start the chunk workers unless they run already; returns readers per worker.
         Two processes at most: the work is the servers' and Python's, on few cores."""
         n_workers = max(1, min(export_threads, 2))
@@ -468,9 +518,10 @@ class SubtaskRunner:
         writers = max(readers, math.ceil(import_threads / n_workers))
         if len(self._workers) != n_workers:
             self._kill_workers()
+            opts = await self._place()
             self._workers = [
-                ChunkWorker.remote(src, tgt, self.mgr.name, self.source, meta,  # type: ignore[attr-defined]
-                                   on_dup, writers)
+                _actor_class(ChunkWorker).options(**opts).remote(
+                    src, tgt, self.mgr.name, self.source, meta, on_dup, writers)
                 for _ in range(n_workers)
             ]
         return readers
@@ -486,7 +537,7 @@ class SubtaskRunner:
                           tgt: upstream.ConnConfig, infos: dict[tuple[str, str], TableInfo],
                           export_threads: int, import_threads: int, consistency: str,
                           on_dup: str, meta: str, data_dir: Path | None) -> None:
-        readers = self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
+        readers = await self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
         tables = sorted({(c["schema"], c["table"]) for c in remaining})
         lock = SnapshotLock(src, consistency, tables)
         await lock.acquire()
@@ -528,6 +579,11 @@ class SubtaskRunner:
 
         lanes = [lane(w) for w in self._workers for _ in range(readers)]
         await asyncio.gather(*lanes)
+
+
+def _actor_class(cls: Any) -> Any:
+    """A Ray actor class as mypy should see it (its `options` is added by the decorator)."""
+    return cls
 
 
 def empty_sync_status() -> dict[str, Any]:

@@ -54,7 +54,8 @@ class SyncWorker:
         await self.syncer.run()
 
     def status(self) -> dict[str, Any]:
-        return self.syncer.status()
+        """The SyncStatus, and the transient error being retried if any."""
+        return {"sync_status": self.syncer.status(), "retrying": self.syncer.retrying}
 
     def tracker(self) -> dict[str, Any]:
         return self.syncer.tracker.to_dict()

@@ -245,6 +245,24 @@ class TaskManager:
             await runner.cancel()
             self.last_progress[source] = runner.progress()
 
+    async def relocate(self, source: str, worker: str) -> None:
+        """The source is bound to another worker (transfer, failover): a runner placed on
+        the old one stops its data actors and a new runner goes on from the checkpoints on
+        the new worker's node. A runner still waiting for a worker finds it by itself."""
+        await self.ready()
+        async with self._lock:
+            runner = self.runners.get(source)
+            if runner is None or runner.worker is None or runner.worker == worker:
+                return
+            log.info("task %s: subtask %s moves from %s to %s", self.name, source,
+                     runner.worker, worker or "no worker")
+            await self._cancel(source)
+            self._launch(source)
+
+    def running_unit(self, source: str) -> str | None:
+        st = self.state.subtasks.get(source)
+        return st.unit if st is not None and st.stage == RUNNING else None
+
     async def runner_done(self, source: str, runner: SubtaskRunner,
                           error: DMError | None) -> None:
         """Called by a runner when it ends by itself: finished, or paused by an error."""
@@ -359,8 +377,8 @@ def _subtask_status(task: str, st: SubtaskState, worker: str, runner: SubtaskRun
         status["error_msg"] = st.error_msg
     if runner is not None:
         status.update(runner.progress())
-    elif last is not None:
-        status.update(last)
+    elif last is not None:  # a stopped runner's figures, not its retry message
+        status.update({k: v for k, v in last.items() if k != "error_msg"})
     elif st.unit == "Sync":
         status["sync_status"] = empty_sync_status()
     elif st.chunks is not None or st.total_chunks:
@@ -469,6 +487,19 @@ class TaskActor:
                 with contextlib.suppress(Exception):
                     out[source] = int(await r.sync_worker.pid.remote())
         return out
+
+    async def relocate(self, source: str, worker: str) -> None:
+        await self.m.relocate(source, worker)
+
+    async def running_unit(self, source: str) -> str | None:
+        await self.m.ready()
+        return self.m.running_unit(source)
+
+    async def placements(self) -> dict[str, dict[str, str]]:
+        """Worker and Ray node each running subtask's data actors are placed on."""
+        await self.m.ready()
+        return {s: {"worker": r.worker or "", "node_id": r.node_id or ""}
+                for s, r in self.m.runners.items()}
 
     def pid(self) -> int:
         return os.getpid()

@@ -35,11 +35,13 @@ class WorkerActor:
 
     def _heartbeat_loop(self) -> None:
         coordinator = None
+        # The node rides along: the coordinator places the bound source's data actors there.
+        node_id = ray.get_runtime_context().get_node_id()
         while not self._stop.wait(self.cfg.heartbeat_interval):
             try:
                 if coordinator is None:
                     coordinator = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
-                ref: Any = coordinator.heartbeat.remote(self.name)
+                ref: Any = coordinator.heartbeat.remote(self.name, node_id)
                 answer: str | None = ray.get(
                     ref, timeout=max(self.cfg.heartbeat_interval * 3, 3.0))
             except Exception as exc:  # the coordinator may be restarting: try again

@@ -133,6 +133,8 @@ class Syncer:
         self._ddl_conn: asyncmy.Connection | None = None
         self._lane_error: DMError | None = None
         self._schemas: dict[tuple[str, str], _TableMap] = {}
+        # A transient error being retried (DM format), shown in status while it lasts.
+        self.retrying = ""
 
     # --- entry ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -162,6 +164,7 @@ class Syncer:
                         self.exit_safe = checkpoint.later(self.exit_safe, self._txn_start)
                     delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
                     attempt += 1
+                    self.retrying = str(err)
                     log.warning("sync %s/%s: %s; retrying in %.1fs", spec.task, spec.source,
                                 err.message, delay)
                     await asyncio.sleep(delay)
@@ -469,6 +472,7 @@ class Syncer:
                         await cur.execute(sql)
                     await cur.execute("COMMIT")
                 self.stats.io_bytes += sum(len(s) for s in statements)
+                self.retrying = ""
                 return conn
             except Exception as exc:  # classified below: retried or pausing the subtask
                 code = _errno(exc)
@@ -481,8 +485,10 @@ class Syncer:
                     # The commit may have happened before the connection dropped: the
                     # retry must be idempotent.
                     safe = True
-                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt,
-                                                            len(RETRY_BACKOFF_S) - 1)])
+                    if attempt:  # a first failure may be a stale idle connection
+                        self.retrying = str(SYNC_EXEC(_short(exc)))
+                        await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1,
+                                                                len(RETRY_BACKOFF_S) - 1)])
                     continue
                 if isinstance(exc, DMError):
                     raise
@@ -502,6 +508,7 @@ class Syncer:
                     self._ddl_conn = await self._connect()
                 async with self._ddl_conn.cursor() as cur:
                     await cur.execute(stmt[0], stmt[1] or None)
+                self.retrying = ""
                 return
             except Exception as exc:  # transient: retry; else pause the subtask
                 if self._ddl_conn is not None:
@@ -511,7 +518,10 @@ class Syncer:
                 if (code not in _TRANSIENT and code is not None) or attempt >= \
                         MAX_TRANSIENT_RETRIES:
                     raise SYNC_EXEC(_short(exc)) from None
-                await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+                if attempt:  # a first failure may be a stale idle connection
+                    self.retrying = str(SYNC_EXEC(_short(exc)))
+                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1,
+                                                            len(RETRY_BACKOFF_S) - 1)])
 
     # --- DDL ------------------------------------------------------------------------
     async def _query(self, ev: QueryChange) -> None:

@@ -200,3 +200,42 @@ def test_gtid_mode_start_time_and_keep_meta(api: httpx.Client, tag: str,
 
 def _eq(a: Any, b: Any) -> None:
     assert a == b, (a, b)
+
+
+def test_target_down_is_retried_and_shown(api: httpx.Client, tag: str,
+                                          source1: MariaDBServer) -> None:
+    """A target that goes away (here: killed) is a transient error: the subtask stays
+    Running, shows the error, and catches up once the target is back."""
+    schema, src, name = f"down_{tag}", f"dsrc-{tag}", f"down-{tag}"
+    tgt = MariaDBServer(250, name="down-target").start()
+    try:
+        source1.execute(f"CREATE DATABASE `{schema}`")
+        source1.execute(f"CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v INT)")
+        tgt.execute(f"CREATE DATABASE `{schema}`")
+        tgt.execute(f"CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v INT)")
+        assert api.post("/sources", json=source_body(source1, src)).status_code == 201
+        body = incr_body(name, tgt, {src: master_pos(source1)}, schema, schema)
+        assert api.post("/tasks", json=body).status_code == 201
+        assert api.post(f"/tasks/{q(name)}/start", json={}).status_code == 200
+        source1.execute(f"INSERT INTO `{schema}`.t VALUES (1, 1)")
+        wait_synced(api, name, lambda: _eq(rows_of(tgt, schema, "t"), [(1, 1)]))
+
+        tgt.crash()
+        source1.execute(f"INSERT INTO `{schema}`.t VALUES (2, 2)")
+        deadline = time.monotonic() + 30
+        st: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            [st] = api.get(f"/tasks/{q(name)}/status").json()["data"]
+            if st.get("error_msg"):
+                break
+            time.sleep(0.3)
+        assert st["stage"] == "Running", st
+        assert st["error_msg"].startswith("[code="), st
+        tgt.restart()
+        wait_synced(api, name, lambda: _eq(rows_of(tgt, schema, "t"), [(1, 1), (2, 2)]),
+                    timeout=60)
+        [st] = api.get(f"/tasks/{q(name)}/status").json()["data"]
+        assert not st.get("error_msg"), st
+    finally:
+        api.delete(f"/tasks/{q(name)}", params={"force": True})
+        tgt.stop()

@@ -341,6 +341,21 @@ class MariaDBServer:
             self.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION",
                          (self.user, host))
 
+    def crash(self) -> None:
+        """SIGKILL the server and keep its data dir and port (see `restart`)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def restart(self) -> MariaDBServer:
+        """Start again on the same data dir and port, after `crash`."""
+        if not self.running:
+            self.pid_file.unlink(missing_ok=True)
+            self._spawn(mariadbd_path())
+            self._wait_ready()
+        return self
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; then delete the temp dir. Idempotent."""
         proc, self._proc = self._proc, None
