@@ -8,7 +8,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.config import NAMESPACE, RuntimeConfig, node_key
+from actors.config import NAMESPACE, RuntimeConfig, control_plane_options, node_key
 from actors.coordinator import Coordinator
 from actors.remote import COORDINATOR, get_actor, worker_actor_name
 from actors.worker import WorkerActor
@@ -21,12 +21,15 @@ STRANDED_PROBE_S = 5.0
 
 def start_coordinator(cfg: RuntimeConfig) -> Any:
     """The coordinator, created on first call; later calls (any node) get the same actor.
-    It prefers the node of `dmray serve` (soft: if that node is lost, Ray restarts it on
-    another one)."""
-    here = ray.get_runtime_context().get_node_id()
+    It runs on an API node (see API_RESOURCE), else preferably on this one (soft: if the
+    node is lost, Ray restarts it on another)."""
+    opts: dict[str, Any] = control_plane_options()
+    if not opts:
+        here = ray.get_runtime_context().get_node_id()
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
     handle = Coordinator.options(  # type: ignore[attr-defined]
         name=COORDINATOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+        **opts,
     ).remote(cfg)
     ray.get(handle.ping.remote())
     return handle
@@ -84,8 +87,17 @@ def start_control_plane(cfg: RuntimeConfig) -> Any:
     return coordinator
 
 
-def connect(address: str = "auto") -> Any:
-    """For driver scripts: join the running cluster and return the coordinator handle."""
+def connect(address: str = "auto", wait_s: float = 0.0) -> Any:
+    """For driver scripts: join the running cluster and return the coordinator handle,
+    waiting up to wait_s for it to exist (a worker node may come up before the head's
+    `dmray serve` has started it)."""
     if not ray.is_initialized():
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-    return ray.get_actor(COORDINATOR, namespace=NAMESPACE)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ray.get_actor(COORDINATOR, namespace=NAMESPACE)
+        except ValueError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)

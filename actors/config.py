@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -31,6 +32,19 @@ class RuntimeConfig(BaseModel):
 
 
 NODE_KEY_LABEL = "dmray-node-key"
+# A custom resource marking the nodes that serve the API (`dmray serve`'s own Ray, the head
+# in cluster.yaml). When the cluster has it, the API and the control-plane actors stay on
+# those nodes, so losing a worker node takes only data-moving actors with it.
+API_RESOURCE = "dmray_api"
+
+
+def control_plane_options() -> dict[str, Any]:
+    """Ray options for an API replica or control-plane actor (see API_RESOURCE)."""
+    import ray
+
+    if ray.cluster_resources().get(API_RESOURCE):
+        return {"resources": {API_RESOURCE: 0.0001}}
+    return {}
 
 
 def node_key(node_id: str | None = None) -> str:

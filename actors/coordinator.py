@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from actors.config import NAMESPACE, RuntimeConfig
+from actors.config import NAMESPACE, RuntimeConfig, control_plane_options
 from actors.remote import call, get_actor, source_actor_name, worker_actor_name
 from actors.source import SourceActor
 from actors.tasks_ops import TaskOps
@@ -76,6 +76,8 @@ class ClusterManager(TaskOps):
         self._started = time.monotonic()
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # Source and task actors live where the coordinator does (API nodes, if marked).
+        self._actor_opts = control_plane_options()
         self.node_key = ""
         # Source views as their actors last answered. Every write to a source goes through
         # here, so the cache stays exact, and a list of sources costs no call per source.
@@ -342,7 +344,7 @@ class ClusterManager(TaskOps):
     def _source_actor(self, name: str) -> Any:
         return SourceActor.options(  # type: ignore[attr-defined]
             name=source_actor_name(name), namespace=NAMESPACE, lifetime="detached",
-            get_if_exists=True,
+            get_if_exists=True, **self._actor_opts,
         ).remote(name, self.cfg)
 
     def _require_source(self, name: str) -> None:

@@ -10,6 +10,7 @@ redoes exactly the chunks that are not done and never writes a row twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -57,6 +58,9 @@ ROWS_PER_CHUNK = 50_000
 # A sync worker lost more often than this (killed, its node gone) pauses the subtask.
 SYNC_LOSSES_ALLOWED = 10
 SYNC_LOSS_WINDOW_S = 300.0
+# Safe mode after an automatic resume (a moved, replaced or restarted sync worker), as DM
+# does for a minute after a resume: the replay from the checkpoint must be idempotent.
+RESUME_SAFE_MODE_S = 60.0
 # While its source has no live worker, a subtask asks again this often.
 PLACEMENT_POLL_S = 0.5
 # A bound worker that does not answer within this is taken as gone (its node lost).
@@ -110,9 +114,12 @@ async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
 
 
 class SubtaskRunner:
-    def __init__(self, mgr: TaskManager, source: str):
+    def __init__(self, mgr: TaskManager, source: str, resumed: bool = False):
         self.mgr = mgr
         self.source = source
+        # Started again by itself (moved to another worker, task actor restarted), not by
+        # the user: a sync resumes in safe mode for a while.
+        self.resumed = resumed
         self.unit = "Dump"
         self._task: asyncio.Task[None] | None = None
         self._workers: list[Any] = []
@@ -135,6 +142,7 @@ class SubtaskRunner:
         # waiting for one. Work follows the binding: see _place().
         self.worker: str | None = None
         self.node_id: str | None = None
+        self.placed = asyncio.Event()  # set once placed (or ended): relocate waits for it
 
     @property
     def workers(self) -> list[Any]:
@@ -192,6 +200,7 @@ class SubtaskRunner:
             error = API_ERROR(scrub(f"{type(exc).__name__}: {exc}"))
         finally:
             self._kill_workers()
+            self.placed.set()
         await self.mgr.runner_done(self.source, self, error)
 
     # --- placement ------------------------------------------------------------------
@@ -205,6 +214,7 @@ class SubtaskRunner:
             p = await self._placement()
             if p is not None:
                 self.worker, self.node_id = p["worker"], p["node_id"]
+                self.placed.set()
                 return {"scheduling_strategy": NodeAffinitySchedulingStrategy(
                     node_id=p["node_id"], soft=False)}
             await asyncio.sleep(PLACEMENT_POLL_S)
@@ -403,6 +413,9 @@ class SubtaskRunner:
         losses: list[float] = []
         while True:
             opts = await self._place()
+            if self.resumed or losses:
+                spec = dataclasses.replace(spec, safe_mode_seconds=max(
+                    spec.safe_mode_seconds, RESUME_SAFE_MODE_S))
             self._sync_worker = _actor_class(SyncWorker).options(**opts).remote(spec)
             try:
                 await _unwrapped(self._sync_worker.run.remote())

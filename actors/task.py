@@ -47,6 +47,9 @@ from storage.secrets import SecretBox
 
 log = logging.getLogger("dmray.task")
 
+# How long a relocation waits for the moved subtask to be placed on its new worker.
+RELOCATE_WAIT_S = 10.0
+
 UNITS = {"full": "Dump", "dump": "Dump", "load": "Load", "all": "Dump", "incremental": "Sync"}
 
 
@@ -81,7 +84,7 @@ class TaskManager:
                     # target tell each runner where to go on.
                     for source, st in self.state.subtasks.items():
                         if self.state.exists and st.stage == RUNNING:
-                            self._launch(source)
+                            self._launch(source, resumed=True)
         return self.state
 
     def _require(self) -> None:
@@ -233,8 +236,8 @@ class TaskManager:
                                                               unit=st.unit))
 
     # --- runners --------------------------------------------------------------------
-    def _launch(self, source: str) -> None:
-        runner = SubtaskRunner(self, source)
+    def _launch(self, source: str, resumed: bool = False) -> None:
+        runner = SubtaskRunner(self, source, resumed)
         self.runners[source] = runner
         runner.start()
 
@@ -257,7 +260,13 @@ class TaskManager:
             log.info("task %s: subtask %s moves from %s to %s", self.name, source,
                      runner.worker, worker or "no worker")
             await self._cancel(source)
-            self._launch(source)
+            self._launch(source, resumed=True)
+            runner = self.runners[source]
+        # Answer once the new runner has placed its data actors (a transfer's caller then
+        # sees the subtask on the new worker), or has ended; bounded, as it may wait for one.
+        if worker:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.placed.wait(), RELOCATE_WAIT_S)
 
     def running_unit(self, source: str) -> str | None:
         st = self.state.subtasks.get(source)

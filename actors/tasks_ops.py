@@ -46,6 +46,7 @@ class TaskOps:
     box: SecretBox
     _lock: asyncio.Lock
     _name_locks: defaultdict[str, asyncio.Lock]
+    _actor_opts: dict[str, Any]
 
     @property
     def state(self) -> ClusterState:
@@ -69,7 +70,7 @@ class TaskOps:
     def _task_actor(self, name: str) -> Any:
         return TaskActor.options(  # type: ignore[attr-defined]
             name=task_actor_name(name), namespace=NAMESPACE, lifetime="detached",
-            get_if_exists=True,
+            get_if_exists=True, **self._actor_opts,
         ).remote(name, self.cfg)
 
     def _require_task(self, name: str) -> None:

@@ -126,6 +126,7 @@ class Syncer:
         self._lanes: list[asyncio.Queue[_Job | None]] = []
         self._lane_tasks: list[asyncio.Task[None]] = []
         self._pending: list[list[RowChange]] = []
+        self._pending_safe: list[bool] = []
         self._causality = Causality(max(1, spec.repl_threads))
         self._txn_start: BinlogPosition | None = None
         self._last_flush = time.monotonic()
@@ -145,6 +146,7 @@ class Syncer:
             self.safe_until = time.monotonic() + spec.safe_mode_seconds
         n = max(1, spec.repl_threads)
         self._pending = [[] for _ in range(n)]
+        self._pending_safe = [False] * n
         self._lanes = [asyncio.Queue(maxsize=4) for _ in range(n)]
         self._lane_tasks = [asyncio.create_task(self._lane(i)) for i in range(n)]
         status_task = asyncio.create_task(self._poll_master())
@@ -375,6 +377,7 @@ class Syncer:
             changes = [tm.change("delete", r, None) for r in ev.rows]
         self.stats.total_events += len(changes)
         batch = max(1, self.spec.repl_batch)
+        safe = self._safe()
         for ch in changes:
             keys = change_keys(ch, unique_keys=tm.unique_keys)
             lane = self._causality.assign(ch, keys)
@@ -384,6 +387,9 @@ class Syncer:
                 assert lane is not None
             pending = self._pending[lane]
             pending.append(ch)
+            # A batch may span transactions on both sides of the safe-mode exit point:
+            # it is safe if any of its changes must be.
+            self._pending_safe[lane] |= safe
             if len(pending) >= batch:
                 await self._dispatch(lane)
 
@@ -400,9 +406,10 @@ class Syncer:
         if not pending:
             return
         self._pending[lane] = []
+        safe, self._pending_safe[lane] = self._pending_safe[lane] or self._safe(), False
         txn_start = self._txn_start or self.pos
         assert txn_start is not None
-        await self._lanes[lane].put(_Job(pending, txn_start, self._safe()))
+        await self._lanes[lane].put(_Job(pending, txn_start, safe))
 
     async def _dispatch_all(self) -> None:
         for lane in range(len(self._pending)):

@@ -56,6 +56,11 @@ def join(
     address: Annotated[str, typer.Option(help="the Ray cluster running dmray")] = "auto",
     workers_per_node: Annotated[int | None, typer.Option(
         help="DM workers to start on this node (default: the server's setting)")] = None,
+    node_id: Annotated[str | None, typer.Option(
+        help="the Ray node (hex id) to start them on, when one host runs several Ray nodes "
+             "(default: the node this command attaches to)")] = None,
+    wait: Annotated[float, typer.Option(
+        help="seconds to wait for `dmray serve` to come up on the head")] = 300.0,
 ) -> None:
     """Start this node's DM workers on a Ray cluster where `dmray serve` runs (for `ray up`
     worker nodes). The workers are detached actors: this command returns once they run."""
@@ -63,9 +68,9 @@ def join(
 
     from actors.bootstrap import connect, start_local_workers
 
-    coordinator = connect(address)
+    coordinator = connect(address, wait_s=wait)
     cfg = ray.get(coordinator.config.remote())
-    names = start_local_workers(coordinator, cfg, workers_per_node)
+    names = start_local_workers(coordinator, cfg, workers_per_node, node_id=node_id)
     console.print(f"[green]dmray[/] workers on this node: {', '.join(names)}")
 
 

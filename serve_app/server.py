@@ -13,7 +13,7 @@ from ray import serve
 from ray.serve.config import HTTPOptions
 
 from actors.bootstrap import register_master, start_control_plane
-from actors.config import NAMESPACE, RuntimeConfig
+from actors.config import API_RESOURCE, NAMESPACE, RuntimeConfig, control_plane_options
 from serve_app.app import DMApi
 
 log = logging.getLogger("dmray.server")
@@ -81,7 +81,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     set_serve_env()
     # "local" starts a fresh instance even when another cluster runs on this machine.
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False,
-             num_cpus=num_cpus, log_to_driver=False)
+             num_cpus=num_cpus, resources={API_RESOURCE: 1}, log_to_driver=False)
     return True
 
 
@@ -90,10 +90,14 @@ def start(cfg: RuntimeConfig, host: str = "0.0.0.0") -> Any:
     coordinator = start_control_plane(cfg)
     serve.start(http_options=HTTPOptions(host=host, port=cfg.port),
                 logging_config={"enable_access_log": False, "log_level": "WARNING"})
-    serve.run(DMApi.bind(cfg.port), name=APP_NAME,  # type: ignore[attr-defined]
-              route_prefix="/")
+    serve.run(DMApi.options(ray_actor_options=api_actor_options())  # type: ignore[attr-defined]
+              .bind(cfg.port), name=APP_NAME, route_prefix="/")
     register_master(coordinator, cfg.port)
     return coordinator
+
+
+def api_actor_options() -> dict[str, Any]:
+    return {"num_cpus": 0, **control_plane_options()}
 
 
 def stop(owns_ray: bool) -> None:
