@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from actors.config import NAMESPACE, RuntimeConfig, control_plane_options
+from actors.relay_ops import RelayOps
 from actors.remote import call, get_actor, source_actor_name, worker_actor_name
 from actors.source import SourceActor
 from actors.tasks_ops import TaskOps
@@ -56,7 +57,7 @@ log = logging.getLogger("dmray.coordinator")
 OFFLINE, FREE, BOUND, RELAY = "offline", "free", "bound", "relay"
 
 
-class ClusterManager(TaskOps):
+class ClusterManager(RelayOps, TaskOps):
     """Plain state manager behind the coordinator actor."""
 
     def __init__(self, cfg: RuntimeConfig):
@@ -71,6 +72,8 @@ class ClusterManager(TaskOps):
         self.last_seen: dict[str, float] = {}
         # Ray node id of each worker, as its heartbeats tell: where a source's data actors go.
         self.node_of: dict[str, str] = {}
+        # Each relay worker's last reported relay status (with its heartbeats).
+        self.relay_reports: dict[str, dict[str, Any]] = {}
         # Heartbeats start anew with this incarnation: no worker counts as lost before a
         # full heartbeat_timeout has passed, or a restarted coordinator would rebind all.
         self._started = time.monotonic()
@@ -163,8 +166,9 @@ class ClusterManager(TaskOps):
         return seen is not None and time.monotonic() - seen < self.cfg.heartbeat_timeout
 
     def relay_source_of(self, worker: str) -> str | None:
-        """Hook for relay: the source whose relay log this worker pulls (stage `relay`)."""
-        return None
+        """The source whose relay log this worker pulls (stage `relay` when not bound)."""
+        r = self.state.relays.get(worker)
+        return str(r["source"]) if r else None
 
     def stage_of(self, worker: str) -> str:
         if not self.online(worker):
@@ -202,7 +206,9 @@ class ClusterManager(TaskOps):
         ("" while the source has no worker, or its worker is offline)."""
         worker = self.state.bindings.get(source, "")
         node = self.node_of.get(worker, "") if worker and self.online(worker) else ""
-        return {"worker": worker, "node_id": node}
+        # The relay files of the bound worker, if it pulls them: subtasks read them there.
+        return {"worker": worker, "node_id": node,
+                "relay_dir": self.relay_dir_of(source, worker) if worker else ""}
 
     # --- failover -----------------------------------------------------------------
     async def _monitor_loop(self) -> None:
@@ -243,9 +249,10 @@ class ClusterManager(TaskOps):
     async def _relocate_tasks(self, source: str, worker: str) -> None:
         """Tell each task of the source where it now runs; its runner moves its data actors
         (a subtask that is not running has nothing to move)."""
+        relay_dir = self.relay_dir_of(source, worker) if worker else ""
         for task in self.tasks_of_source(source):
             try:
-                await call(self._task_actor(task).relocate.remote(source, worker))
+                await call(self._task_actor(task).relocate.remote(source, worker, relay_dir))
             except Exception:  # the task actor restarting: its runner asks where it runs
                 log.warning("task %s: relocating %s to %s failed", task, source, worker,
                             exc_info=True)
@@ -358,7 +365,11 @@ class ClusterManager(TaskOps):
                 self._views.pop(name, None)
                 return None
             self._views[name] = view
-        return dict(self._views[name])
+        out = dict(self._views[name])
+        # Relay is on when a worker pulls it (enable/disable decide it, not the config).
+        out["relay_config"] = {**(out.get("relay_config") or {}),
+                               "enable_relay": bool(self.state.relay_workers(name))}
+        return out
 
     async def _tell_source(self, source: str, worker: str) -> None:
         await call(self._source_actor(source).set_worker.remote(worker))
@@ -394,7 +405,9 @@ class ClusterManager(TaskOps):
             if worker:
                 await self._tell_source(name, worker)
             log.info("source %s added, bound to %s", name, worker or "no worker")
-            return dict(view)
+        if worker and src.relay_config is not None and src.relay_config.enable_relay:
+            await self.enable_relay(name, {})
+        return await self._view(name) or dict(view)
 
     def _check_free(self, worker: str) -> None:
         if worker not in self.state.workers:
@@ -433,10 +446,7 @@ class ClusterManager(TaskOps):
         return out
 
     def status_list(self, name: str) -> list[dict[str, Any]]:
-        worker = self.state.bindings.get(name)
-        if not worker:
-            return [{"source_name": name}]
-        return [{"source_name": name, "worker_name": worker}]
+        return self.relay_status_list(name)
 
     async def source_status(self, name: str) -> list[dict[str, Any]]:
         await self.ready()
@@ -628,6 +638,22 @@ class Coordinator:
 
     async def source_status(self, name: str) -> list[dict[str, Any]]:
         return await self.m.source_status(name)
+
+    async def enable_relay(self, name: str, req: dict[str, Any]) -> None:
+        await self.m.enable_relay(name, req)
+
+    async def disable_relay(self, name: str, req: dict[str, Any]) -> None:
+        await self.m.disable_relay(name, req)
+
+    async def purge_relay(self, name: str, req: dict[str, Any]) -> None:
+        await self.m.purge_relay(name, req)
+
+    async def relay_report(self, worker: str,
+                           status: dict[str, Any] | None) -> dict[str, Any] | None:
+        return await self.m.relay_report(worker, status)
+
+    async def relay_protected(self, source: str) -> str:
+        return await self.m.relay_protected(source)
 
     async def transfer_source(self, name: str, worker: str) -> None:
         await self.m.transfer_source(name, worker)

@@ -142,6 +142,7 @@ class SubtaskRunner:
         # waiting for one. Work follows the binding: see _place().
         self.worker: str | None = None
         self.node_id: str | None = None
+        self.relay_dir = ""  # the bound worker's relay files of the source, if any
         self.placed = asyncio.Event()  # set once placed (or ended): relocate waits for it
 
     @property
@@ -214,6 +215,7 @@ class SubtaskRunner:
             p = await self._placement()
             if p is not None:
                 self.worker, self.node_id = p["worker"], p["node_id"]
+                self.relay_dir = p.get("relay_dir", "")
                 self.placed.set()
                 return {"scheduling_strategy": NodeAffinitySchedulingStrategy(
                     node_id=p["node_id"], soft=False)}
@@ -416,6 +418,8 @@ class SubtaskRunner:
             if self.resumed or losses:
                 spec = dataclasses.replace(spec, safe_mode_seconds=max(
                     spec.safe_mode_seconds, RESUME_SAFE_MODE_S))
+            spec = dataclasses.replace(spec, relay_dir=self.relay_dir,
+                                       binlog_type="local" if self.relay_dir else "remote")
             self._sync_worker = _actor_class(SyncWorker).options(**opts).remote(spec)
             try:
                 await _unwrapped(self._sync_worker.run.remote())

@@ -39,6 +39,7 @@ from events.task import (
 )
 from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
+from mysqlkit.dump import BinlogPosition
 from mysqlkit.routing import router_for_source
 from mysqlkit.schema_tracker import SchemaTracker, load_table
 from storage.aggregate import Aggregate
@@ -248,14 +249,19 @@ class TaskManager:
             await runner.cancel()
             self.last_progress[source] = runner.progress()
 
-    async def relocate(self, source: str, worker: str) -> None:
-        """The source is bound to another worker (transfer, failover): a runner placed on
-        the old one stops its data actors and a new runner goes on from the checkpoints on
-        the new worker's node. A runner still waiting for a worker finds it by itself."""
+    async def relocate(self, source: str, worker: str, relay_dir: str = "") -> None:
+        """The source is bound to another worker (transfer, failover), or its relay log was
+        enabled/disabled there: a runner placed on the old one stops its data actors and a
+        new runner goes on from the checkpoints on the new worker's node (a Sync runner
+        reading the relay files there). A runner still waiting for a worker finds it by
+        itself."""
         await self.ready()
         async with self._lock:
             runner = self.runners.get(source)
-            if runner is None or runner.worker is None or runner.worker == worker:
+            if runner is None or runner.worker is None:
+                return
+            relay_changed = runner.unit == "Sync" and runner.relay_dir != relay_dir
+            if runner.worker == worker and not relay_changed:
                 return
             log.info("task %s: subtask %s moves from %s to %s", self.name, source,
                      runner.worker, worker or "no worker")
@@ -497,8 +503,18 @@ class TaskActor:
                     out[source] = int(await r.sync_worker.pid.remote())
         return out
 
-    async def relocate(self, source: str, worker: str) -> None:
-        await self.m.relocate(source, worker)
+    async def relocate(self, source: str, worker: str, relay_dir: str = "") -> None:
+        await self.m.relocate(source, worker, relay_dir)
+
+    async def sync_position(self, source: str) -> BinlogPosition | None:
+        """The subtask's sync checkpoint (None before its first sync): what a relay log
+        must keep."""
+        await self.m.ready()
+        if not self.m.state.exists or source not in self.m.state.subtasks:
+            return None
+        cp = await sync_checkpoint.load(self.m.target_conn(), self.m.meta_schema(), self.m.name,
+                                        source)
+        return cp.position if cp is not None else None
 
     async def running_unit(self, source: str) -> str | None:
         await self.m.ready()

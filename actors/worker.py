@@ -15,7 +15,10 @@ from typing import Any
 import ray
 
 from actors.config import NAMESPACE, RuntimeConfig
+from actors.relay_unit import RelayUnit
 from actors.remote import COORDINATOR
+from events.errors import API_ERROR
+from mysqlkit.dump import BinlogPosition
 
 log = logging.getLogger("dmray.worker")
 
@@ -26,6 +29,7 @@ class WorkerActor:
         self.name = name
         self.cfg = cfg
         self.source = ""
+        self.relay: RelayUnit | None = None
         self._stop = threading.Event()
         # A thread, not an asyncio task: __init__ runs again on every restart, and a thread
         # started here needs no method call from outside to resume the heartbeats.
@@ -52,6 +56,34 @@ class WorkerActor:
                 log.warning("worker %s was removed from the cluster", self.name)
             elif answer != self.source:
                 self.source = answer
+            self._sync_relay(coordinator)
+
+    def _sync_relay(self, coordinator: Any) -> None:
+        """Report the relay's status; start, keep or stop it as the coordinator decides."""
+        unit = self.relay
+        try:
+            spec: dict[str, Any] | None = ray.get(coordinator.relay_report.remote(
+                self.name, unit.status() if unit is not None else None),
+                timeout=max(self.cfg.heartbeat_interval * 3, 3.0))
+        except Exception as exc:  # next heartbeat tries again
+            log.debug("relay report of %s failed: %s", self.name, type(exc).__name__)
+            return
+        if unit is not None and (spec is None or not unit.same(spec)):
+            log.info("worker %s: relay of %s stops", self.name, unit.source)
+            unit.close()
+            self.relay = unit = None
+        if spec is not None and unit is None:
+            source = spec["source"]
+            spec["protected_fn"] = lambda: ray.get(
+                coordinator.relay_protected.remote(source), timeout=30)
+            log.info("worker %s: relay of %s starts in %s", self.name, source,
+                     spec["relay_dir"])
+            self.relay = RelayUnit(self.name, spec).start()
+
+    def purge_relay(self, before: str, protected: BinlogPosition | None) -> list[str]:
+        if self.relay is None:
+            raise API_ERROR(f"worker {self.name} pulls no relay log")
+        return self.relay.purge_before(before, protected)
 
     def assign(self, source: str) -> None:
         self.source = source

@@ -11,6 +11,8 @@ from events.cluster import (
     ClusterInitialized,
     MasterRegistered,
     MasterRemoved,
+    RelayStarted,
+    RelayStopped,
     SourceAdded,
     SourceBound,
     SourceRemoved,
@@ -53,6 +55,8 @@ class ClusterState(StreamState):
     tasks: dict[str, list[str]] = {}  # task name → its sources (one subtask each)
     task_requests: dict[str, str] = {}  # task name → request id of its create
     templates: dict[str, dict[str, Any]] = {}  # stored form: target password encrypted
+    # worker name → the relay it runs: {source, relay_dir, binlog_name, binlog_pos, gtid}
+    relays: dict[str, dict[str, Any]] = {}
     # Name counters only grow, so a removed worker's name is never handed out again.
     worker_seq: int = 0
     master_seq: int = 0
@@ -69,6 +73,7 @@ class ClusterState(StreamState):
                 self.worker_seq = max(self.worker_seq, _seq(ev.name, "worker"))
             case WorkerRemoved():
                 self.workers.pop(ev.name, None)
+                self.relays.pop(ev.name, None)
             case MasterRegistered():
                 self.masters[ev.name] = MasterInfo(name=ev.name, node_key=ev.node_key,
                                                    addr=ev.addr)
@@ -80,6 +85,16 @@ class ClusterState(StreamState):
             case SourceRemoved():
                 self.sources.pop(ev.source_name, None)
                 self.bindings.pop(ev.source_name, None)
+                for w in [w for w, r in self.relays.items() if r["source"] == ev.source_name]:
+                    del self.relays[w]
+            case RelayStarted():
+                self.relays[ev.worker_name] = {
+                    "source": ev.source_name, "relay_dir": ev.relay_dir,
+                    "binlog_name": ev.relay_binlog_name, "binlog_pos": ev.relay_binlog_pos,
+                    "gtid": ev.relay_binlog_gtid}
+            case RelayStopped():
+                if self.relays.get(ev.worker_name, {}).get("source") == ev.source_name:
+                    del self.relays[ev.worker_name]
             case SourceBound():
                 self.bindings[ev.source_name] = ev.worker_name
             case SourceUnbound():
@@ -116,6 +131,9 @@ class ClusterState(StreamState):
             if w == worker:
                 return source
         return None
+
+    def relay_workers(self, source: str) -> list[str]:
+        return sorted(w for w, r in self.relays.items() if r["source"] == source)
 
     def tasks_of_source(self, source: str) -> list[str]:
         return sorted(t for t, sources in self.tasks.items() if source in sources)

@@ -119,3 +119,19 @@ class ClusterTopology(_Model):
 class ClusterInfo(_Model):
     cluster_id: int
     topology: ClusterTopology | None = None
+
+
+class EnableRelayRequest(_Model):
+    worker_name_list: list[StrictStr] | None = None
+    relay_binlog_name: StrictStr | None = None
+    relay_binlog_gtid: StrictStr | None = None
+    relay_dir: StrictStr | None = None
+
+
+class DisableRelayRequest(_Model):
+    worker_name_list: list[StrictStr] | None = None
+
+
+class PurgeRelayRequest(_Model):
+    relay_binlog_name: StrictStr = Field(min_length=1)
+    relay_dir: StrictStr | None = None

@@ -115,3 +115,25 @@ class TemplateSet(DomainEvent):
 class TemplateRemoved(DomainEvent):
     event_type = "cluster.template_removed"
     name: str
+
+
+@event
+class RelayStarted(DomainEvent):
+    """A worker pulls a source's binlog into relay files in `relay_dir` (its own directory
+    for the source), starting at `relay_binlog_name`/`relay_binlog_gtid` when it has none
+    yet (empty: where the source's subtasks need it, else the source's current end)."""
+
+    event_type = "cluster.relay_started"
+    source_name: str
+    worker_name: str
+    relay_dir: str
+    relay_binlog_name: str = ""
+    relay_binlog_pos: int = 4
+    relay_binlog_gtid: str = ""
+
+
+@event
+class RelayStopped(DomainEvent):
+    event_type = "cluster.relay_stopped"
+    source_name: str
+    worker_name: str

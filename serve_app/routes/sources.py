@@ -11,6 +11,9 @@ from pydantic import BaseModel
 from actors.remote import call
 from domain.models import (
     CreateSourceRequest,
+    DisableRelayRequest,
+    EnableRelayRequest,
+    PurgeRelayRequest,
     Source,
     SourceStatus,
     UpdateSourceRequest,
@@ -122,7 +125,35 @@ async def source_status(source_name: str, coordinator: CoordinatorDep) -> Any:
     if view is None:
         raise SOURCE_NOT_EXISTS(source_name)
     data = view["status_list"]
+    if view.get("relay_config", {}).get("enable_relay"):
+        # Relay progress moves all the time: ask the coordinator, not the read model.
+        data = await call(coordinator.source_status.remote(source_name))
     return {"total": len(data), "data": data}
+
+
+@router.post("/{source_name}/relay/enable", operation_id="DMAPIEnableRelay")
+async def enable_relay(source_name: str, coordinator: CoordinatorDep,
+                       req: EnableRelayRequest | None = None) -> Response:
+    body = (req or EnableRelayRequest()).model_dump(exclude_none=True)
+    await call(coordinator.enable_relay.remote(source_name, body))
+    await read_model.refresh()
+    return Response(status_code=200)
+
+
+@router.post("/{source_name}/relay/disable", operation_id="DMAPIDisableRelay")
+async def disable_relay(source_name: str, coordinator: CoordinatorDep,
+                        req: DisableRelayRequest | None = None) -> Response:
+    body = (req or DisableRelayRequest()).model_dump(exclude_none=True)
+    await call(coordinator.disable_relay.remote(source_name, body))
+    await read_model.refresh()
+    return Response(status_code=200)
+
+
+@router.post("/{source_name}/relay/purge", operation_id="DMAPIPurgeRelay")
+async def purge_relay(source_name: str, req: PurgeRelayRequest,
+                      coordinator: CoordinatorDep) -> Response:
+    await call(coordinator.purge_relay.remote(source_name, req.model_dump(exclude_none=True)))
+    return Response(status_code=200)
 
 
 @router.post("/{source_name}/transfer", operation_id="DMAPITransferSource")

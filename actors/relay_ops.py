@@ -1,0 +1,195 @@
+"""Relay-log operations of the coordinator (a mixin of ClusterManager): which workers pull
+which source's binlog into relay files, their status, and purging.
+
+Decisions (relay started/stopped on a worker) are cluster events; the relay itself runs in
+the worker actor (actors/relay_unit.py), which learns its assignment and reports its
+status with every heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from actors.remote import call, get_actor, worker_actor_name
+from actors.tasks_ops import TaskOps
+from events.cluster import RelayStarted, RelayStopped
+from events.errors import API_ERROR, NO_SOURCE_IN_WORKER, WORKER_NOT_EXISTS, DMError
+from mysqlkit.dump import BinlogPosition
+from mysqlkit.syncer import master_position
+
+log = logging.getLogger("dmray.coordinator")
+
+
+class RelayOps(TaskOps):
+    """Needs of the mixin (beyond TaskOps'), provided by ClusterManager."""
+
+    relay_reports: dict[str, dict[str, Any]]
+
+    def online(self, worker: str) -> bool:
+        raise NotImplementedError
+
+    def _spawn(self, coro: Any) -> None:
+        raise NotImplementedError
+
+    async def _relocate_tasks(self, source: str, worker: str) -> None:
+        raise NotImplementedError
+
+    def _relay_dir(self, source: str, base: str | None) -> str:
+        """Each source has its own directory under relay_dir; a relative relay_dir is
+        under the server's data dir."""
+        root = Path(base or "./relay_log")
+        if not root.is_absolute():
+            root = Path(self.cfg.data_dir) / root
+        return str((root / source).resolve())
+
+    async def enable_relay(self, source: str, req: dict[str, Any]) -> None:
+        await self.ready()
+        async with self._name_locks[source]:
+            self._require_source(source)
+            workers = list(req.get("worker_name_list") or [])
+            if not workers:
+                bound = self.state.bindings.get(source)
+                if not bound:
+                    raise NO_SOURCE_IN_WORKER()
+                workers = [bound]
+            for w in workers:
+                if w not in self.state.workers:
+                    raise WORKER_NOT_EXISTS(w)
+                other = self.state.relays.get(w)
+                if other and other["source"] != source:
+                    raise API_ERROR(f"worker {w} already pulls the relay log of source "
+                                    f"{other['source']}")
+                if self.state.source_of_worker(w) not in (None, source):
+                    raise API_ERROR(f"worker {w} is bound to another source")
+            view = await self._view(source) or {}
+            rc = view.get("relay_config") or {}
+            relay_dir = self._relay_dir(source, req.get("relay_dir") or rc.get("relay_dir"))
+            name = req.get("relay_binlog_name") or rc.get("relay_binlog_name") or ""
+            gtid = req.get("relay_binlog_gtid") or rc.get("relay_binlog_gtid") or ""
+            pos = 4
+            if not name and not gtid:
+                start = await self._relay_start(source)
+                name, pos, gtid = start.binlog_name, start.binlog_pos, start.gtid
+            new = [w for w in workers if self.state.relays.get(w, {}).get("source") != source]
+            async with self._lock:
+                await self.agg.record(*[RelayStarted(
+                    source_name=source, worker_name=w, relay_dir=relay_dir,
+                    relay_binlog_name=name, relay_binlog_pos=pos, relay_binlog_gtid=gtid)
+                    for w in new])
+        await self._relay_moved(source)
+
+    async def _relay_start(self, source: str) -> BinlogPosition:
+        """Where a new relay starts: the oldest checkpoint of the source's subtasks (they
+        will read from the relay), else the source's current end."""
+        oldest = await self._oldest_checkpoint(source)
+        if oldest is not None:
+            return oldest
+        conn = (await self._source_conns([source]))[source]
+        return await master_position(conn)
+
+    async def _oldest_checkpoint(self,
+                                 source: str) -> BinlogPosition | None:
+        oldest: BinlogPosition | None = None
+        for task in self.tasks_of_source(source):
+            try:
+                cp = await call(self._task_actor(task).sync_position.remote(source))
+            except DMError as err:
+                log.warning("task %s: checkpoint unreadable: %s", task, err.message)
+                continue
+            if cp is not None and cp.binlog_name and (
+                    oldest is None or (cp.binlog_name, cp.binlog_pos) <
+                    (oldest.binlog_name, oldest.binlog_pos)):
+                oldest = cp
+        return oldest
+
+    async def disable_relay(self, source: str, req: dict[str, Any]) -> None:
+        await self.ready()
+        async with self._name_locks[source]:
+            self._require_source(source)
+            current = self.state.relay_workers(source)
+            workers = list(req.get("worker_name_list") or []) or current
+            for w in workers:
+                if w not in self.state.workers:
+                    raise WORKER_NOT_EXISTS(w)
+            async with self._lock:
+                await self.agg.record(*[RelayStopped(source_name=source, worker_name=w)
+                                        for w in workers if w in current])
+        await self._relay_moved(source)
+
+    async def _relay_moved(self, source: str) -> None:
+        """Subtasks of the source switch between the relay files and the upstream."""
+        await self.publish()
+        bound = self.state.bindings.get(source, "")
+        if bound:
+            self._spawn(self._relocate_tasks(source, bound))
+
+    def relay_dir_of(self, source: str, worker: str) -> str:
+        r = self.state.relays.get(worker)
+        return str(r["relay_dir"]) if r and r["source"] == source else ""
+
+    async def purge_relay(self, source: str, req: dict[str, Any]) -> None:
+        """Delete relay files before relay_binlog_name on every relay worker of the source;
+        refused (nothing deleted) when a subtask's checkpoint still needs one of them."""
+        await self.ready()
+        self._require_source(source)
+        before = str(req.get("relay_binlog_name") or "")
+        if not before:
+            raise API_ERROR("relay_binlog_name is required to purge relay log files")
+        workers = self.state.relay_workers(source)
+        if not workers:
+            raise API_ERROR(f"source {source} has no relay log enabled")
+        oldest = await self._oldest_checkpoint(source)
+        for w in workers:
+            handle = get_actor(worker_actor_name(w))
+            if handle is None:
+                raise WORKER_NOT_EXISTS(w)
+            await call(handle.purge_relay.remote(before, oldest))
+
+    async def relay_protected(self, source: str) -> str:
+        """The oldest binlog file a subtask of the source still needs ("" if none)."""
+        oldest = await self._oldest_checkpoint(source)
+        return oldest.binlog_name if oldest else ""
+
+    async def relay_report(self, worker: str,
+                           status: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A worker's heartbeat companion: it reports its relay status and learns the
+        relay it must run (None: none)."""
+        await self.ready()
+        if status is not None:
+            self.relay_reports[worker] = status
+        else:
+            self.relay_reports.pop(worker, None)
+        r = self.state.relays.get(worker)
+        if r is None:
+            return None
+        source = r["source"]
+        view = await self._view(source) or {}
+        conn = (await self._source_conns([source]))[source]
+        return {**r, "conn": conn, "flavor": view.get("flavor") or "mariadb",
+                "purge": view.get("purge") or {}}
+
+    def relay_status_list(self, source: str) -> list[dict[str, Any]]:
+        """One entry per serving worker: the bound one and each relay worker."""
+        bound = self.state.bindings.get(source, "")
+        workers = ([bound] if bound else []) + [
+            w for w in self.state.relay_workers(source) if w != bound]
+        out: list[dict[str, Any]] = []
+        for w in workers:
+            entry: dict[str, Any] = {"source_name": source, "worker_name": w}
+            rep = self.relay_reports.get(w)
+            if w in self.state.relays and self.state.relays[w]["source"] == source:
+                if rep is not None and rep.get("source") == source:
+                    entry["relay_status"] = rep["relay_status"]
+                    if rep.get("error_msg"):
+                        entry["error_msg"] = rep["error_msg"]
+                else:
+                    entry["relay_status"] = {
+                        "master_binlog": "", "master_binlog_gtid": "",
+                        "relay_dir": self.state.relays[w]["relay_dir"],
+                        "relay_binlog_gtid": "", "relay_catch_up_master": False,
+                        "stage": "Running" if self.online(w) else "Paused"}
+            out.append(entry)
+        return out or [{"source_name": source}]
+
