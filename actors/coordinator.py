@@ -55,6 +55,8 @@ from storage.secrets import SecretBox
 log = logging.getLogger("dmray.coordinator")
 
 OFFLINE, FREE, BOUND, RELAY = "offline", "free", "bound", "relay"
+# How long a restarted coordinator waits for a bound worker's first heartbeat.
+RESTART_GRACE_S = 30.0
 
 
 class ClusterManager(RelayOps, TaskOps):
@@ -221,7 +223,12 @@ class ClusterManager(RelayOps, TaskOps):
                 log.exception("checking the workers failed")
 
     def _lost(self, worker: str) -> bool:
-        seen = max(self.last_seen.get(worker, 0.0), self._started)
+        seen = self.last_seen.get(worker)
+        if seen is None:
+            # Not heard from since this coordinator started (a restart of the server, when
+            # workers come up after the coordinator): a longer grace before rebinding.
+            grace = max(3 * self.cfg.heartbeat_timeout, RESTART_GRACE_S)
+            return time.monotonic() - self._started >= grace
         return time.monotonic() - seen >= self.cfg.heartbeat_timeout
 
     async def check_workers(self) -> None:

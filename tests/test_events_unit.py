@@ -163,6 +163,11 @@ SAMPLES: dict[type[DomainEvent], DomainEvent] = {
     et.TaskDeleted: et.TaskDeleted(),
     et.SubtaskStageChanged: et.SubtaskStageChanged(source_name="a", stage="Paused",
                                                    unit="Load", error_msg="[code=1]"),
+    et.DumpSnapshotTaken: et.DumpSnapshotTaken(source_name="a", binlog_name="mysql-bin.000002",
+                                               binlog_pos=4, binlog_gtid="0-1-5"),
+    ec.RelayStarted: ec.RelayStarted(source_name="a", worker_name="worker1",
+                                     relay_dir="/r/a", relay_binlog_name="mysql-bin.000001"),
+    ec.RelayStopped: ec.RelayStopped(source_name="a", worker_name="worker1"),
     et.DumpPlanned: et.DumpPlanned(source_name="a", chunks=[{"schema": "s", "index": 0}],
                                    binlog_name="mysql-bin.000001", binlog_pos=4),
     et.SubtaskProgress: et.SubtaskProgress(source_name="a", unit="Load", finished_chunks=1,
@@ -329,9 +334,10 @@ def test_class_of_examples_from_dm_docs() -> None:
 def test_every_catalogue_entry_has_its_class() -> None:
     catalogue = {n: v for n, v in vars(errors).items() if isinstance(v, ErrorCode)}
     assert len(catalogue) >= 20
-    expected = {10: "database", 20: "config", 26: "task-check", 32: "dump-unit",
-                34: "load-unit", 38: "dm-master", 40: "dm-worker", 46: "scheduler",
-                49: "openapi"}
+    expected = {10: "database", 20: "config", 22: "binlog-op", 24: "checkpoint",
+                26: "task-check", 30: "relay-unit", 32: "dump-unit", 34: "load-unit",
+                36: "sync-unit", 38: "dm-master", 40: "dm-worker", 44: "schema-tracker",
+                46: "scheduler", 49: "openapi"}
     for name, code in catalogue.items():
         assert code.cls == expected[code.code // 1000], name
         assert str(code()).startswith(f"[code={code.code}:class={code.cls}:"), name
