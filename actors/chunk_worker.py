@@ -1,5 +1,6 @@
 """Chunk workers: processes that read chunks inside the subtask's consistent snapshot and
-load them into the target, each chunk in one transaction with its checkpoint row."""
+load them into the target, each chunk in one transaction with its checkpoint row: by LOAD
+DATA LOCAL INFILE from memory where the target allows it, else as INSERT statements."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ import ray
 
 from mysqlkit import upstream
 from mysqlkit.chunks import Chunk
-from mysqlkit.dump import dump_chunk, open_snapshot_reader
+from mysqlkit.dump import chunk_lines, dump_chunk, open_snapshot_reader
 from mysqlkit.dumpfiles import iter_statements, write_chunk_file
-from mysqlkit.load import load_statements
+from mysqlkit.load import (
+    Lines,
+    connect_for_load,
+    load_data,
+    load_statements,
+    local_infile_allowed,
+)
 from mysqlkit.routing import TableRef
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo
@@ -37,6 +44,8 @@ class ChunkWorker:
         self.ckpt = checkpoint_table(meta, task)
         self.readers: asyncio.Queue[Any] = asyncio.Queue()
         self.writers_n = writers
+        self._infile: asyncio.Task[bool] | None = None  # does the target take LOAD DATA?
+        self._idle: list[Any] = []  # target connections for LOAD DATA, kept between chunks
 
     async def open_readers(self, n: int) -> int:
         """Open n snapshot connections; the caller holds the snapshot lock meanwhile."""
@@ -46,11 +55,20 @@ class ChunkWorker:
         return n
 
     async def run_chunk(self, c: dict[str, Any], info: TableInfo) -> dict[str, int]:
+        chunk = Chunk(schema=c["schema"], table=c["table"], index=int(c["index"]),
+                      where=c["where"], est_rows=int(c.get("est_rows", 0)))
+        target = TableRef(c["target_schema"], c["target_table"])
+        if self._infile is None:
+            self._infile = asyncio.ensure_future(self._target_allows_infile())
+        try:
+            infile = await self._infile
+        except BaseException:
+            self._infile = None  # ask again on the next chunk
+            raise
+        if infile:
+            return await self._stream_chunk(c, chunk, info, target)
         reader = await self.readers.get()
         try:
-            chunk = Chunk(schema=c["schema"], table=c["table"], index=int(c["index"]),
-                          where=c["where"], est_rows=int(c.get("est_rows", 0)))
-            target = TableRef(c["target_schema"], c["target_table"])
             statements = [s async for s in dump_chunk(reader, info, chunk, target)]
         finally:
             self.readers.put_nowait(reader)
@@ -59,6 +77,38 @@ class ChunkWorker:
             rows = await load_statements(conn, statements, self.on_duplicate,
                                          self._checkpoint(c, nbytes))
         return {"rows": rows, "bytes": nbytes}
+
+    async def _stream_chunk(self, c: dict[str, Any], chunk: Chunk, info: TableInfo,
+                            target: TableRef) -> dict[str, int]:
+        """Rows stream from the snapshot reader straight into LOAD DATA LOCAL on the
+        target: the source formats while the target loads (a lane holds its reader for
+        the whole chunk, which costs nothing: there are as many readers as lanes)."""
+        conn = self._idle.pop() if self._idle else await connect_for_load(self.target)
+        reader = await self.readers.get()
+        try:
+            lines = Lines(chunk_lines(reader, info, chunk))
+            with upstream.driver_errors(self.target):
+                rows = await load_data(conn, lines, info, (target.schema, target.table),
+                                       self.on_duplicate,
+                                       lambda done: self._checkpoint(c, done.size))
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self.readers.put_nowait(reader)
+        self._idle.append(conn)
+        return {"rows": rows, "bytes": lines.size}
+
+    async def _target_allows_infile(self) -> bool:
+        conn = await connect_for_load(self.target)
+        try:
+            with upstream.driver_errors(self.target):
+                allowed = await local_infile_allowed(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._idle.append(conn)
+        return allowed
 
     async def dump_chunk_to_file(self, c: dict[str, Any], info: TableInfo,
                                  data_dir: str) -> dict[str, int]:

@@ -7,17 +7,23 @@ Starts a private source and a private target MariaDB (same settings, binlog on, 
 tests do), fills the source with sysbench-shaped tables, then times
   (a) dmray: a `full` task with export_threads = import_threads = --threads, from the
       start call until the subtask is Finished (the server is already running);
-  (b) mydumper -t N into a directory, then myloader -t N into another target schema
+  (b) mydumper -t N into a directory, then myloader -t N into another target schema,
+      twice: with `-e` (the restore is binlogged on the target, as dmray's is: the
+      like-for-like peer) and with myloader's default, which runs SET SQL_LOG_BIN=0
       (Debian's mydumper package; `apt-get install mydumper`).
 Each target is verified against the source with CHECKSUM TABLE. Prints a markdown table
-with wall seconds, rows/s, MB/s and the ratio of wall times (dmray / peer).
+with wall seconds, rows/s, MB/s, the CPU seconds each side cost (source server, target
+server, the tool's own processes), the target binlog bytes written, and the ratios of
+wall times (dmray / peer).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -35,6 +41,71 @@ from tests.support.fixtures_ray import free_port  # noqa: E402
 from tests.support.mariadb import MariaDBServer, start_servers  # noqa: E402
 
 SCHEMA = "sbtest"
+_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_s(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (and of its reaped children)."""
+    f = _stat(pid)
+    if f is None:
+        return 0.0
+    fields = (11, 12, 13, 14) if children else (11, 12)
+    return sum(int(f[i]) for i in fields) / _TCK
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> start time of every living descendant of `root`, itself included."""
+    kids: dict[int, list[int]] = {}
+    start: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (f := _stat(int(d.name))) is not None:
+            kids.setdefault(int(f[1]), []).append(int(d.name))
+            start[int(d.name)] = f[19]
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in start:
+            out[pid] = start[pid]
+            todo += kids.get(pid, [])
+    return out
+
+
+def tree_cpu_s(root: int) -> float:
+    return sum(cpu_s(pid, children=True) for pid in descendants(root))
+
+
+def binlog_bytes(server: MariaDBServer) -> int:
+    return sum(int(r[1]) for r in server.query("SHOW BINARY LOGS"))
+
+
+class Cpu:
+    """CPU seconds of the source and target servers and of the tool over a timed span."""
+
+    def __init__(self, src: MariaDBServer, tgt: MariaDBServer):
+        self.src, self.tgt = src, tgt
+        self.source = self.target = self.tool = 0.0
+
+    def start(self, tool: float = 0.0) -> None:
+        assert self.src.pid is not None and self.tgt.pid is not None
+        self._t0 = (cpu_s(self.src.pid), cpu_s(self.tgt.pid), tool)
+
+    def stop(self, tool: float = 0.0) -> None:
+        assert self.src.pid is not None and self.tgt.pid is not None
+        self.source += cpu_s(self.src.pid) - self._t0[0]
+        self.target += cpu_s(self.tgt.pid) - self._t0[1]
+        self.tool += tool - self._t0[2]
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def fill(src: MariaDBServer, tables: int, rows: int) -> None:
@@ -65,7 +136,7 @@ def start_dmray(port: int) -> subprocess.Popen[bytes]:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int) -> float:
+def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int, cpu: Cpu) -> float:
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
     proc = start_dmray(port)
@@ -99,38 +170,58 @@ def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int) -> float:
                 "ignore_checking_items": ["all"]}
         r = c.post("/tasks", json={"task": task})
         assert r.status_code == 201, r.text
+        cpu.start(tree_cpu_s(proc.pid))
         t0 = time.perf_counter()
         assert c.post("/tasks/bench-full/start").status_code == 200
         while True:
             st = c.get("/tasks/bench-full/status").json()["data"][0]
             if st["stage"] == "Finished":
-                return time.perf_counter() - t0
+                wall = time.perf_counter() - t0
+                cpu.stop(tree_cpu_s(proc.pid))
+                return wall
             if st["stage"] == "Paused":
                 raise SystemExit(f"dmray paused: {st.get('error_msg')}")
             time.sleep(0.1)
     finally:
+        tree = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        # Some of Ray's helpers (Serve's HAProxy) live in sessions of their own and would
+        # outlive the server: stop those of this run (same pid and start time) too.
+        time.sleep(1)
+        for pid, started in descendants(1).items():
+            if tree.get(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
-def run_mydumper(src: MariaDBServer, tgt: MariaDBServer, threads: int) -> tuple[float, float]:
+def run_mydumper(src: MariaDBServer, threads: int, cpu: Cpu) -> tuple[str, float]:
     out = tempfile.mkdtemp(prefix="mydumper-bench-")
     shutil.rmtree(out)
+    cpu.start(children_cpu_s())
     t0 = time.perf_counter()
     subprocess.run(["mydumper", "-h", src.host, "-P", str(src.port), "-u", src.user,
                     "-p", src.password, "-B", SCHEMA, "-t", str(threads), "-o", out],
                    check=True, capture_output=True)
     dump_s = time.perf_counter() - t0
+    cpu.stop(children_cpu_s())
+    return out, dump_s
+
+
+def run_myloader(tgt: MariaDBServer, dump_dir: str, schema: str, threads: int,
+                 binlog: bool, cpu: Cpu) -> float:
+    cpu.start(children_cpu_s())
     t0 = time.perf_counter()
     subprocess.run(["myloader", "-h", tgt.host, "-P", str(tgt.port), "-u", tgt.user,
-                    "-p", tgt.password, "-d", out, "-B", "mydumper_" + SCHEMA,
-                    "-t", str(threads), "-o"], check=True, capture_output=True)
+                    "-p", tgt.password, "-d", dump_dir, "-B", schema,
+                    "-t", str(threads), "-o", *(["-e"] if binlog else [])],
+                   check=True, capture_output=True)
     load_s = time.perf_counter() - t0
-    shutil.rmtree(out, ignore_errors=True)
-    return dump_s, load_s
+    cpu.stop(children_cpu_s())
+    return load_s
 
 
 def main() -> None:
@@ -141,7 +232,9 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("mydumper") is None:
         raise SystemExit("mydumper is needed: apt-get install mydumper")
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     src, tgt = start_servers([801, 802], names=["bench-source", "bench-target"])
+    rows: list[tuple[str, float, str, Cpu, int, bool]] = []
     try:
         fill(src, args.tables, args.rows)
         total_rows = args.tables * args.rows
@@ -149,25 +242,42 @@ def main() -> None:
                              f"WHERE TABLE_SCHEMA='{SCHEMA}'")[0][0])
         expect = checksums(src, SCHEMA, args.tables)
 
-        dm_s = run_dmray(src, tgt, args.threads)
-        dm_ok = checksums(tgt, "dmray_" + SCHEMA, args.tables) == expect
-        dump_s, load_s = run_mydumper(src, tgt, args.threads)
-        peer_s = dump_s + load_s
-        peer_ok = checksums(tgt, "mydumper_" + SCHEMA, args.tables) == expect
+        cpu, b0 = Cpu(src, tgt), binlog_bytes(tgt)
+        dm_s = run_dmray(src, tgt, args.threads, cpu)
+        rows.append(("dmray full task", dm_s, "", cpu, binlog_bytes(tgt) - b0,
+                     checksums(tgt, "dmray_" + SCHEMA, args.tables) == expect))
+        dump_cpu = Cpu(src, tgt)
+        dump_dir, dump_s = run_mydumper(src, args.threads, dump_cpu)
+        for binlog, schema, label in ((True, "myloader_e_", "mydumper + myloader -e"),
+                                      (False, "myloader_", "mydumper + myloader")):
+            cpu = Cpu(src, tgt)
+            cpu.source, cpu.target, cpu.tool = dump_cpu.source, dump_cpu.target, dump_cpu.tool
+            b0 = binlog_bytes(tgt)
+            load_s = run_myloader(tgt, dump_dir, schema + SCHEMA, args.threads, binlog, cpu)
+            rows.append((label, dump_s + load_s, f" (dump {dump_s:.1f} + load {load_s:.1f})",
+                         cpu, binlog_bytes(tgt) - b0,
+                         checksums(tgt, schema + SCHEMA, args.tables) == expect))
+        shutil.rmtree(dump_dir, ignore_errors=True)
     finally:
         src.stop()
         tgt.stop()
     mb = size / 1e6
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
           f"{platform.python_version()}; {args.tables} tables x {args.rows} rows "
-          f"({total_rows} rows, {mb:.0f} MB of InnoDB data), {args.threads} threads")
-    print("| tool | wall s | rows/s | MB/s | CHECKSUM TABLE equal |")
-    print("|---|---|---|---|---|")
-    print(f"| dmray full task | {dm_s:.1f} | {total_rows / dm_s:,.0f} | {mb / dm_s:.1f} | "
-          f"{'yes' if dm_ok else 'NO'} |")
-    print(f"| mydumper + myloader | {peer_s:.1f} (dump {dump_s:.1f} + load {load_s:.1f}) | "
-          f"{total_rows / peer_s:,.0f} | {mb / peer_s:.1f} | {'yes' if peer_ok else 'NO'} |")
-    print(f"\nratio dmray / mydumper+myloader wall time: {dm_s / peer_s:.2f}")
+          f"({total_rows} rows, {mb:.0f} MB of InnoDB data), {args.threads} threads; "
+          f"load average before: {load_before}")
+    print("| tool | wall s | rows/s | MB/s | CPU s: source / target / tool | "
+          "target binlog MB | CHECKSUM TABLE equal |")
+    print("|---|---|---|---|---|---|---|")
+    for label, wall, detail, cpu, blog, ok in rows:
+        print(f"| {label} | {wall:.1f}{detail} | {total_rows / wall:,.0f} | {mb / wall:.1f} | "
+              f"{cpu.source:.1f} / {cpu.target:.1f} / {cpu.tool:.1f} | {blog / 1e6:.0f} | "
+              f"{'yes' if ok else 'NO'} |")
+    dm_s = rows[0][1]
+    print(f"\nratio dmray / (mydumper + myloader -e) wall time: {dm_s / rows[1][1]:.2f}")
+    print(f"ratio dmray / (mydumper + myloader, no target binlog) wall time: "
+          f"{dm_s / rows[2][1]:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

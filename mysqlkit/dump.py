@@ -8,8 +8,9 @@ controller can hold the lock while readers are opened in other processes;
 `open_consistent_snapshot` does both in one process.
 
 Chunks. `dump_chunk` has the server render every row as the text of an SQL tuple (see
-`tableinfo.literal_expr`): no value is converted in Python, rows arrive as bytes that are
-only joined into statements.
+`tableinfo.literal_expr`), `chunk_lines` as a line for LOAD DATA (see
+`tableinfo.load_field`): no value is converted in Python, rows arrive as bytes that are
+only joined.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from asyncmy.cursors import SSCursor
 from events.errors import CONFIG_INVALID, DUMP_GLOBAL_LOCK, DUMP_ROW_TOO_LARGE, DMError
 from mysqlkit.chunks import Chunk
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.tableinfo import TableInfo, literal_expr
+from mysqlkit.tableinfo import TableInfo, literal_expr, load_field
 from mysqlkit.upstream import ConnConfig, _close, connect, driver_error, driver_errors
 from mysqlkit.upstream import as_text as _text
 from mysqlkit.upstream import fetchall as _exec
@@ -41,8 +42,11 @@ __all__ = [
     "SnapshotLock",
     "SnapshotSession",
     "TableLike",
+    "chunk_lines",
     "dump_chunk",
+    "dump_chunk_lines",
     "insert_header",
+    "lines_select_sql",
     "open_consistent_snapshot",
     "open_snapshot_reader",
     "select_sql",
@@ -414,3 +418,44 @@ async def dump_chunk(conn: asyncmy.Connection, info: TableInfo, chunk: Chunk,
         raise driver_error(exc) from None
     if parts:
         yield header + b",\n".join(parts) + b";\n"
+
+
+# --- chunks as LOAD DATA lines ---------------------------------------------------------------
+
+
+def lines_select_sql(info: TableInfo, chunk: Chunk) -> str:
+    """One result column per row: the row as a LOAD DATA line `v1,v2,...` and a newline (see
+    `tableinfo.load_field`), binary and never NULL unless longer than max_allowed_packet
+    (as `select_sql`)."""
+    parts = ",',',".join(load_field(c)[0] for c in info.stored_columns)
+    where = f" WHERE {chunk.where}" if chunk.where else ""
+    return f"SELECT CONCAT(_binary'',{parts},'\\n') FROM {info.quoted_name}{where}"
+
+
+async def chunk_lines(conn: asyncmy.Connection, info: TableInfo,
+                      chunk: Chunk) -> AsyncIterator[tuple[bytes, int]]:
+    """The chunk's rows as LOAD DATA lines, streamed in blocks: (lines, number of rows) of
+    up to _FETCH_ROWS rows each. Unbuffered cursor: `conn` is busy until the end. `conn`
+    should be a snapshot reader (its session settings matter)."""
+    if (chunk.schema, chunk.table) != (info.schema, info.table):
+        raise ValueError(f"chunk of {chunk.schema}.{chunk.table} given with the info of "
+                         f"{info.schema}.{info.table}")
+    try:
+        async with conn.cursor(SSCursor) as cur:
+            await cur.execute(lines_select_sql(info, chunk))
+            while rows := await cur.fetchmany(_FETCH_ROWS):
+                parts = [row for (row,) in rows]
+                if None in parts:
+                    raise DUMP_ROW_TOO_LARGE(info.quoted_name, chunk.index)
+                yield b"".join(parts), len(parts)
+    except DMError:
+        raise
+    except (asyncmy.errors.MySQLError, OSError) as exc:
+        raise driver_error(exc) from None
+
+
+async def dump_chunk_lines(conn: asyncmy.Connection, info: TableInfo,
+                           chunk: Chunk) -> tuple[bytes, int]:
+    """(all the chunk's lines, number of rows): chunk_lines read whole."""
+    blocks = [b async for b in chunk_lines(conn, info, chunk)]
+    return b"".join(data for data, _ in blocks), sum(n for _, n in blocks)

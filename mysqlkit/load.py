@@ -1,17 +1,21 @@
-"""Loading: target tables, and INSERT statements applied one transaction per chunk."""
+"""Loading: target tables, and chunks applied one transaction per chunk, as INSERT
+statements or as one LOAD DATA LOCAL INFILE fed from memory."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncmy
+import asyncmy.connection
 import asyncmy.errors
 
 from events.errors import (
+    DB_DRIVER,
     LOAD_DUPLICATE_ENTRY,
     LOAD_INVALID_INSERT_SQL,
     LOAD_NOT_CREATE_TABLE,
@@ -20,13 +24,26 @@ from events.errors import (
 )
 from mysqlkit.dump import SESSION_SETTINGS
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.upstream import driver_error, fetchall
+from mysqlkit.tableinfo import TableInfo, load_field
+from mysqlkit.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ConnConfig,
+    _ssl_context,
+    driver_error,
+    driver_errors,
+    fetchall,
+)
 
 __all__ = [
     "LOAD_SESSION_SETTINGS",
     "ON_DUPLICATE_MODES",
+    "Lines",
+    "connect_for_load",
     "create_target_table",
+    "load_data",
+    "load_data_sql",
     "load_statements",
+    "local_infile_allowed",
     "prepare_load_session",
     "rename_create_table",
     "table_columns",
@@ -144,6 +161,176 @@ async def _rollback(conn: asyncmy.Connection) -> None:
             await conn.query("ROLLBACK")
     except (asyncmy.errors.MySQLError, OSError, RuntimeError):
         conn.close()  # broken connection: the server rolls back on its own
+
+
+# --- LOAD DATA LOCAL INFILE from memory -------------------------------------------------------
+#
+# Measured on sysbench rows (2 cores, binlog on): LOAD DATA costs the target ~20% less CPU
+# than the same rows as multi-row INSERTs, and the target's CPU is what a load waits for.
+
+class Lines:
+    """What one LOAD DATA statement reads: blocks of whole lines (format:
+    tableinfo.load_field) with their row counts, e.g. dump.chunk_lines streaming from the
+    source. `rows` and `size` count what has been sent so far: everything once the
+    statement is done."""
+
+    def __init__(self, blocks: AsyncIterable[tuple[bytes, int]]):
+        self._blocks = blocks
+        self.rows = 0
+        self.size = 0
+
+    @classmethod
+    def of(cls, data: bytes, rows: int) -> Lines:
+        async def one() -> AsyncIterator[tuple[bytes, int]]:
+            yield data, rows
+        return cls(one())
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for data, n in self._blocks:
+            self.rows += n
+            self.size += len(data)
+            yield data
+
+
+# The data of LOAD DATA statements in flight, by the file name the statement gives.
+_INFILES: dict[str, Lines] = {}
+_INFILE_PACKET = 1 << 16
+_LOAD_VERBS = {"replace": "REPLACE", "ignore": "IGNORE", "error": "IGNORE"}
+
+
+class _MemoryInfile:
+    """Stands in for asyncmy's LoadLocalFile, which opens whatever path the server asks
+    for (a rogue server could read any of our files): this one sends only the Lines
+    registered in _INFILES under the name asked for, and an empty file for any other.
+    asyncmy reads the server's answer after the end-of-file packet even if this raises."""
+
+    def __init__(self, filename: bytes | str, connection: Any):
+        self.name = (filename.decode(errors="replace") if isinstance(filename, bytes)
+                     else filename)
+        self.connection = connection
+
+    async def send_data(self) -> None:
+        conn = self.connection
+        lines = _INFILES.pop(self.name, None)
+        try:
+            if lines is not None:
+                async for data in lines:
+                    for i in range(0, len(data), _INFILE_PACKET):
+                        conn.write_packet(data[i:i + _INFILE_PACKET])
+                        await conn._proto.drain()  # back-pressure from the target
+        finally:
+            conn.write_packet(b"")  # end of file
+            await conn._proto.drain()
+
+
+async def connect_for_load(cfg: ConnConfig,
+                           connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> asyncmy.Connection:
+    """As upstream.connect, with LOAD DATA LOCAL allowed (from memory only, see
+    _MemoryInfile). The caller closes it."""
+    setattr(asyncmy.connection, "LoadLocalFile", _MemoryInfile)  # noqa: B010 (stubbed name)
+    with driver_errors(cfg):
+        try:
+            async with asyncio.timeout(connect_timeout):
+                conn: asyncmy.Connection = await asyncmy.connect(
+                    host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password,
+                    charset="utf8mb4", autocommit=True, ssl=_ssl_context(cfg),
+                    connect_timeout=connect_timeout + 1, local_infile=True)
+        except TimeoutError:
+            raise DB_DRIVER(
+                cause=f"Can't connect to MySQL server on '{cfg.host}:{cfg.port}' "
+                      f"(timed out after {connect_timeout:g}s)") from None
+        return conn
+
+
+async def local_infile_allowed(conn: asyncmy.Connection) -> bool:
+    """Whether the server takes LOAD DATA LOCAL (MySQL 8 turns it off by default)."""
+    [(on,)] = await fetchall(conn, "SELECT @@GLOBAL.local_infile")
+    return str(on) in ("1", "ON")
+
+
+def load_data_sql(info: TableInfo, target: tuple[str, str], on_duplicate: str,
+                  name: str) -> str:
+    """LOAD DATA LOCAL INFILE of `name` into `target` for lines as dump_chunk_lines reads
+    them (format: tableinfo.load_field)."""
+    cols: list[str] = []
+    sets: list[str] = []
+    for i, c in enumerate(info.stored_columns):
+        assign = load_field(c)[1]
+        if assign is None:
+            cols.append(quote_ident(c.name))
+        else:
+            cols.append(f"@v{i}")
+            sets.append(f"{quote_ident(c.name)} = {assign.format(f'@v{i}')}")
+    return (f"LOAD DATA LOCAL INFILE '{name}' {_LOAD_VERBS[on_duplicate]} INTO TABLE "
+            f"{quote_ident(target[0])}.{quote_ident(target[1])} CHARACTER SET binary "
+            r"FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\'' ESCAPED BY '\\' "
+            r"LINES TERMINATED BY '\n' (" + ",".join(cols) + ")"
+            + (" SET " + ", ".join(sets) if sets else ""))
+
+
+async def load_data(conn: asyncmy.Connection, lines: Lines, info: TableInfo,
+                    target: tuple[str, str], on_duplicate: str,
+                    checkpoint: Callable[[Lines], tuple[str, Sequence[Any]]] | None = None,
+                    ) -> int:
+    """`lines` into `target` by one LOAD DATA LOCAL INFILE, streamed as they come, in ONE
+    transaction with the optional checkpoint (sql, args), made from the Lines once all are
+    sent, then COMMIT. `conn` must come from connect_for_load. Returns the rows affected,
+    with the errors of load_statements for the same `on_duplicate`.
+
+    With LOCAL the server cannot stop the upload midway, so a duplicate key never fails
+    the statement: the row is skipped with a warning, as with IGNORE. `error` therefore
+    counts: fewer rows affected than sent is LOAD_DUPLICATE_ENTRY with the server's
+    warning (or DB_DRIVER with the warnings if no duplicate caused it)."""
+    if on_duplicate not in _LOAD_VERBS:
+        raise ValueError(f"on_duplicate must be one of {ON_DUPLICATE_MODES}, "
+                         f"not {on_duplicate!r}")
+    table = f"{quote_ident(target[0])}.{quote_ident(target[1])}"
+    what = table
+    name = f"dmray-{uuid.uuid4().hex}"
+    try:
+        await prepare_load_session(conn)
+        await conn.query("BEGIN")
+        _INFILES[name] = lines
+        try:
+            affected: int = await conn.query(load_data_sql(info, target, on_duplicate, name))
+        finally:
+            unread = _INFILES.pop(name, None) is not None
+        if unread:
+            raise DB_DRIVER(cause=f"LOAD DATA LOCAL into {table}: the server did not ask "
+                                  "for the data")
+        if on_duplicate == "error" and affected != lines.rows:
+            raise await _skipped_rows(conn, table, lines.rows, affected)
+        if checkpoint is not None:
+            sql, args = checkpoint(lines)
+            what = _target_of(sql.encode())
+            async with conn.cursor() as cur:
+                await cur.execute(sql, args)
+        await conn.query("COMMIT")
+    except BaseException as exc:
+        if isinstance(exc, DMError | asyncmy.errors.MySQLError):
+            await _rollback(conn)
+        else:
+            conn.close()  # cancelled or broken mid-statement: the server rolls back
+        if isinstance(exc, DMError):
+            raise
+        if isinstance(exc, asyncmy.errors.IntegrityError) and exc.args \
+                and exc.args[0] == _ER_DUP_ENTRY:
+            raise LOAD_DUPLICATE_ENTRY(what, cause=str(exc)) from None
+        if isinstance(exc, asyncmy.errors.MySQLError | OSError):
+            raise driver_error(exc) from None
+        raise
+    return affected
+
+
+async def _skipped_rows(conn: asyncmy.Connection, table: str, rows: int,
+                        affected: int) -> DMError:
+    warnings = await fetchall(conn, "SHOW WARNINGS")
+    for _level, code, message in warnings:
+        if int(code) == _ER_DUP_ENTRY:
+            return LOAD_DUPLICATE_ENTRY(table, cause=f'({code}, "{message}")')
+    detail = "; ".join(f"({code}) {message}" for _level, code, message in warnings[:5])
+    return DB_DRIVER(cause=f"{rows - affected} of {rows} rows not loaded into {table}: "
+                           f"{detail or 'no warning'}")
 
 
 # --- target tables ---------------------------------------------------------------------------

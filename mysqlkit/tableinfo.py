@@ -17,7 +17,7 @@ from mysqlkit.upstream import as_text as _text
 from mysqlkit.upstream import fetchall as _fetchall
 
 __all__ = ["INTEGER_TYPES", "ColumnInfo", "TableInfo", "key_literal_expr", "literal_expr",
-           "order_expr", "table_info"]
+           "load_field", "order_expr", "table_info"]
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob",
@@ -186,6 +186,40 @@ def literal_expr(col: ColumnInfo) -> str:
             return f"QUOTE(CAST({q} AS BINARY))"
         return f"QUOTE(CAST(CONVERT({q} USING utf8mb4) AS BINARY))"
     return f"QUOTE({q})"
+
+
+def load_field(col: ColumnInfo) -> tuple[str, str | None]:
+    """(SQL expression, SET template) for `col` as one field of a LOAD DATA line read with
+    `CHARACTER SET binary FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\'' ESCAPED BY
+    '\\'`. The SET template (with `{}` for the user variable the field is read into) says
+    how the column is assigned from that text; None: the field goes into the column itself.
+
+    - strings of any charset, ENUM/SET, binary and spatial: QUOTE() of the stored bytes,
+      unconverted. The file is read as `binary`, so bytes reach the column as they were in
+      the source (a charset-to-charset copy), and QUOTE's backslash escapes (backslash,
+      quote, NUL, ^Z) are undone byte by byte, which is exact in every charset, GBK's
+      0x5C trail bytes included. No X'hex': half the bytes, and nothing to decode;
+    - numbers: the server's text as for INSERT (see literal_expr), unquoted;
+    - BIT and YEAR: a string would be stored as BIT's bytes, and the string '0' is the
+      YEAR 2000 where the number 0 is 0000: both are read as text, then CAST to integers;
+    - MySQL's JSON type refuses binary-charset text: converted to utf8mb4 by SET;
+    - temporal and anything else: QUOTE() of the server's text.
+    NULL is the bare word NULL (QUOTE(NULL) gives it), which LOAD DATA reads as NULL when
+    fields may be enclosed; the quoted 'NULL' stays a string.
+    """
+    q = quote_ident(col.name)
+    t = col.data_type
+    if t in ("bit", "year"):
+        num = f"{q}+0" if t == "bit" else q
+        return (num if not col.nullable else f"IFNULL({num},'NULL')"), "CAST({} AS UNSIGNED)"
+    if t == "json":
+        return f"QUOTE(CAST({q} AS BINARY))", "CONVERT({} USING utf8mb4)"
+    if col.is_binary or col.charset is not None:
+        return f"QUOTE(CAST({q} AS BINARY))", None
+    if t in _RAW_NUMERIC or t == "float":
+        num = f"{q}+0e0" if t == "float" else q
+        return (num if not col.nullable else f"IFNULL({num},'NULL')"), None
+    return f"QUOTE({q})", None
 
 
 def order_expr(col: ColumnInfo) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import asyncmy
 import pytest
 
-from events.errors import DMError
+from events.errors import DUMP_ROW_TOO_LARGE, DMError
 from mysqlkit.chunks import Chunk, plan_chunks
 from mysqlkit.dump import (
     BinlogPosition,
@@ -37,8 +37,12 @@ from mysqlkit.dumpfiles import (
     write_table_schema,
 )
 from mysqlkit.load import (
+    Lines,
+    connect_for_load,
     create_target_table,
+    load_data,
     load_statements,
+    local_infile_allowed,
     rename_create_table,
     table_columns,
 )
@@ -385,6 +389,76 @@ async def test_load_on_duplicate_modes_and_checkpoint_atomicity(target: MariaDBS
             await load_statements(conn, [b"DROP TABLE ld_dup.t;\n"], "error", None)
         assert info.value.code == 34009
         assert target.query("SELECT COUNT(*) FROM ld_dup.t") == [(3,)]
+
+
+async def test_load_data_on_duplicate_modes_and_checkpoint_atomicity(
+        target: MariaDBServer) -> None:
+    """load_data (LOAD DATA LOCAL from memory) keeps load_statements' contract although
+    LOCAL never fails on a duplicate key by itself."""
+    fresh_schema(target, "ldi_dup", "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))",
+                 "CREATE TABLE ckpt (chunk INT PRIMARY KEY, n INT)")
+    target.execute("INSERT INTO t VALUES (2, 'old')", database="ldi_dup")
+    data = b"1,'a'\n2,'b'\n3,'c'\n"
+    ckpt = "INSERT INTO ldi_dup.ckpt VALUES (%s, %s)"
+
+    async def blocks() -> AsyncIterator[tuple[bytes, int]]:  # in two, as streamed
+        cut = data.index(b"\n") + 1
+        yield data[:cut], 1
+        yield data[cut:], 2
+
+    def lines() -> Lines:
+        return Lines(blocks())
+
+    def checkpoint(n: int) -> Any:
+        return lambda done: (ckpt, (0, n * 100 + done.size))
+
+    t = ("ldi_dup", "t")
+    conn = await connect_for_load(cfg_of(target))
+    try:
+        assert await local_infile_allowed(conn)
+        info = await table_info(conn, *t)
+        with pytest.raises(DMError) as exc:
+            await load_data(conn, lines(), info, t, "error", checkpoint(3))
+        err = exc.value
+        assert err.code == 34101 and err.error_code.cls == "load-unit"
+        assert "Duplicate entry '2'" in err.cause and "`ldi_dup`.`t`" in err.message
+        # Rolled back as a whole: neither row 1 nor the checkpoint.
+        assert target.query("SELECT id, v FROM ldi_dup.t") == [(2, "old")]
+        assert target.query("SELECT * FROM ldi_dup.ckpt") == []
+
+        assert await load_data(conn, lines(), info, t, "ignore", checkpoint(2)) == 2
+        assert target.query("SELECT id, v FROM ldi_dup.t ORDER BY id") == [
+            (1, "a"), (2, "old"), (3, "c")]
+        assert await load_data(conn, lines(), info, t, "replace", None) == 4
+        assert target.query("SELECT id, v FROM ldi_dup.t ORDER BY id") == [
+            (1, "a"), (2, "b"), (3, "c")]
+        assert target.query("SELECT * FROM ldi_dup.ckpt") == [(0, 200 + len(data))]
+
+        # A failing checkpoint undoes the data of its chunk.
+        with pytest.raises(DMError) as exc:
+            await load_data(conn, Lines.of(b"9,'z'\n", 1), info, t, "error", checkpoint(1))
+        assert exc.value.code == 34101 and "ckpt" in exc.value.message
+        assert target.query("SELECT COUNT(*) FROM ldi_dup.t WHERE id = 9") == [(0,)]
+        # The source failing mid-stream: the rows already sent are rolled back, and the
+        # connection stays usable.
+        async def failing() -> AsyncIterator[tuple[bytes, int]]:
+            yield b"10,'x'\n", 1
+            raise DUMP_ROW_TOO_LARGE("`s`.`t`", 0)
+
+        with pytest.raises(DMError) as exc:
+            await load_data(conn, Lines(failing()), info, t, "ignore", checkpoint(9))
+        assert exc.value.code == DUMP_ROW_TOO_LARGE.code
+        assert target.query("SELECT COUNT(*) FROM ldi_dup.t WHERE id = 10") == [(0,)]
+        with pytest.raises(DMError) as exc:
+            await load_data(conn, Lines.of(b"9,'z'\n", 1), info, ("ldi_dup", "nope"), "error")
+        assert exc.value.code == 10001 and "doesn't exist" in exc.value.cause
+
+        # The server gets only the data registered for the statement, never a file it
+        # names (a rogue server could ask for any path).
+        await conn.query("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE ldi_dup.t (v)")
+        assert target.query("SELECT COUNT(*) FROM ldi_dup.t") == [(3,)]
+    finally:
+        conn.close()
 
 
 async def test_create_target_table_routes_and_checks_structure(target: MariaDBServer) -> None:

@@ -98,6 +98,11 @@ def test_relay_enable_status_local_reading_purge_disable(
     wait_synced(api, name, lambda: _eq(len(rows_of(target, s, "t")), 3))
     files = sorted(f for f in os.listdir(relay_dir) if f.startswith("mysql-bin."))
     assert newest in files and len(files) >= 2
+    # Purging the newest file's predecessors is refused until the subtask's checkpoint
+    # (flushed about every second) has moved into the newest file.
+    wait_for(lambda: target.query(
+        f"SELECT binlog_name FROM dm_meta.`{name}_syncer_checkpoint` WHERE is_global = 1"
+    )[0][0] == newest, "checkpoint in the newest file")
     beyond = "mysql-bin.999999"
     assert_dm_error(api.post(f"/sources/{q(src)}/relay/purge",
                              json={"relay_binlog_name": beyond}), 30040)

@@ -12,7 +12,7 @@ import asyncmy
 import pytest
 
 from mysqlkit.chunks import plan_chunks
-from mysqlkit.dump import dump_chunk, open_consistent_snapshot
+from mysqlkit.dump import dump_chunk, dump_chunk_lines, open_consistent_snapshot
 from mysqlkit.dumpfiles import (
     iter_statements,
     list_dump,
@@ -21,7 +21,14 @@ from mysqlkit.dumpfiles import (
     write_schema_create,
     write_table_schema,
 )
-from mysqlkit.load import create_target_table, load_statements, prepare_load_session
+from mysqlkit.load import (
+    Lines,
+    connect_for_load,
+    create_target_table,
+    load_data,
+    load_statements,
+    prepare_load_session,
+)
 from mysqlkit.tableinfo import TableInfo, table_info
 from mysqlkit.upstream import ConnConfig, open_conn
 from tests.support.mariadb import MariaDBServer
@@ -193,6 +200,39 @@ async def test_every_type_round_trips_through_dump_and_load(
     assert loaded == len(ROWS)
     want = table_rows(source1, info, alltypes, "alltypes", "id")
     got = table_rows(target, info, "tf_direct", "alltypes", "id")
+    assert len(got) == len(want)
+    for w, g in zip(want, got, strict=True):
+        for col, wv, gv in zip(info.columns, w, g, strict=True):
+            assert wv == gv, f"row #{w[0]} (hex) column {col.name}: {wv!r} != {gv!r}"
+
+
+async def test_every_type_round_trips_through_load_data(
+        source1: MariaDBServer, target: MariaDBServer, alltypes: str) -> None:
+    """The chunk workers' path: dump_chunk_lines + LOAD DATA LOCAL INFILE from memory."""
+    target.execute("DROP DATABASE IF EXISTS tf_infile")
+    async with await open_consistent_snapshot(cfg_of(source1), 1, "snapshot") as session:
+        info = await table_info(session.conns[0], alltypes, "alltypes")
+        chunks = [await dump_chunk_lines(session.conns[0], info, c)
+                  for c in await plan_chunks(session.conns[0], info, 2)]
+    assert len(chunks) == 4 and sum(n for _, n in chunks) == len(ROWS)
+    conn = await connect_for_load(cfg_of(target))
+    try:
+        await create_target_table(conn, info.create_sql, "tf_infile", "alltypes")
+        loaded = 0
+        warnings = []
+        for data, n in chunks:
+            loaded += await load_data(conn, Lines.of(data, n), info, ("tf_infile", "alltypes"),
+                                      "error")
+            async with conn.cursor() as cur:
+                await cur.execute("SHOW WARNINGS")
+                warnings += [tuple(w) for w in await cur.fetchall()]
+    finally:
+        conn.close()
+    # As with INSERT, the only adjusted value is the invalid ENUM value '' of row 3.
+    assert warnings == [("Warning", 1265, "Data truncated for column 'e' at row 1")]
+    assert loaded == len(ROWS)
+    want = table_rows(source1, info, alltypes, "alltypes", "id")
+    got = table_rows(target, info, "tf_infile", "alltypes", "id")
     assert len(got) == len(want)
     for w, g in zip(want, got, strict=True):
         for col, wv, gv in zip(info.columns, w, g, strict=True):
