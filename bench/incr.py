@@ -18,6 +18,10 @@ position is noted. Then, each from empty copies of the tables on the target:
   (b) native: CHANGE MASTER TO the start position (MASTER_USE_GTID=no), START SLAVE with
       slave_parallel_threads = --repl-threads (optimistic); the clock runs from START
       SLAVE until Exec_Master_Log_Pos reaches the end position.
+  (c) --only syncer: mysqlkit.syncer.Syncer in this process (no Ray, no API), clocked
+      from its start until its global checkpoint reaches the end position; with
+      --profile FILE the run is sampled by py-spy (every thread; FILE gets the collapsed
+      stacks, the top functions by own and total time are printed).
 Each copy is verified against the source with CHECKSUM TABLE. Prints a markdown table
 with row events, seconds, row events/s, and the ratio of catch-up times.
 """
@@ -25,11 +29,17 @@ with row events, seconds, row events/s, and the ratio of catch-up times.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
+import contextlib
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,17 +78,60 @@ def run_dmray(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start: 
         api.create_source("bench-src", src)
         api.create_incremental_task(TASK, "bench-src", tgt, SCHEMA, DMRAY_SCHEMA, start,
                                     repl_threads=args.repl_threads, batch=args.batch)
+        cpu0 = _session_cpu(proc.pid)
         t0 = time.perf_counter()
         api.start_task(TASK)
         deadline = t0 + args.timeout
+        progress: list[tuple[float, int]] = []  # (seconds since start, total_events)
         while time.perf_counter() < deadline:
+            sync = api.subtask_status(TASK).get("sync_status") or {}
+            progress.append((time.perf_counter() - t0, int(sync.get("total_events") or 0)))
             if api.caught_up(TASK, end) and row_count(tgt, DMRAY_SCHEMA, tables) == expect_rows:
-                return time.perf_counter() - t0
+                secs = time.perf_counter() - t0
+                _print_progress(progress, args.events)
+                cpu1 = _session_cpu(proc.pid)
+                used = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+                print(f"CPU seconds of dmray's processes during the catch-up ({secs:.1f} s "
+                      f"wall): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(
+                          used.items(), key=lambda kv: -kv[1]) if v >= 0.1), flush=True)
+                return secs
             time.sleep(0.2)
         raise SystemExit(f"dmray did not catch up within {args.timeout}s: "
                          f"{api.subtask_status(TASK).get('sync_status')}")
     finally:
         stop_dmray(proc)
+
+
+def _session_cpu(sid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per process name of the session `sid` (the `dmray
+    serve` process and everything it started: Ray's daemons and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = collections.defaultdict(float)
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            text = (d / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _print_progress(progress: list[tuple[float, int]], total: int) -> None:
+    """Where the catch-up time went: until the first row was counted (task start: worker
+    process, connections, checkpoint table, schema tracker), then the steady rate over the
+    middle 10-90 % of the rows, then the tail."""
+    first = next((t for t, n in progress if n > 0), float("nan"))
+    lo = next((p for p in progress if p[1] >= total * 0.1), None)
+    hi = next((p for p in progress if p[1] >= total * 0.9), None)
+    steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if lo and hi and hi[0] > lo[0] else float("nan")
+    last = next((t for t, n in progress if n >= total), progress[-1][0])
+    print(f"dmray: first row counted after {first:.1f} s; steady {steady:,.0f} row events/s "
+          f"(10-90 %); all counted after {last:.1f} s", flush=True)
 
 
 def run_native(src: MariaDBServer, tgt: MariaDBServer, start: Position, end: Position,
@@ -98,6 +151,161 @@ def run_native(src: MariaDBServer, tgt: MariaDBServer, start: Position, end: Pos
         stop_native(tgt)
 
 
+def run_inproc(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start: Position,
+               end: Position, args: argparse.Namespace) -> float:
+    """The syncer alone, in this process: what the Ray/API layers add is the difference."""
+    from domain.task_models import Task
+    from mysqlkit import checkpoint
+    from mysqlkit.binlog_filter import BinlogFilter
+    from mysqlkit.dump import BinlogPosition
+    from mysqlkit.routing import RouteRule, TableRouter
+    from mysqlkit.syncer import Syncer, SyncSpec
+    from mysqlkit.upstream import ConnConfig
+
+    create_tables(tgt, DMRAY_SCHEMA, args.tables)
+    router = TableRouter([RouteRule(SCHEMA, "*", DMRAY_SCHEMA)])
+    no_filters = cast(Task, SimpleNamespace(binlog_filter_rule=None))
+    spec = SyncSpec(
+        task="bench-inproc", source="bench-src",
+        src=ConnConfig(src.host, src.port, src.user, src.password),
+        tgt=ConnConfig(tgt.host, tgt.port, tgt.user, tgt.password), meta="dmray_meta",
+        router=router, bfilter=BinlogFilter(no_filters, router), server_id=4242,
+        repl_threads=args.repl_threads, repl_batch=args.batch,
+        start=BinlogPosition(start[0], start[1], ""))
+    syncer = Syncer(spec)
+    if args.variant == "multi-statement":
+        _one_round_trip_per_job(syncer)
+    elif args.variant == "no-idle-handover":
+        # The reader's on_idle hook ignored: hand-overs only per READ_CHUNK events.
+        from mysqlkit.binlog import BinlogReader
+        BinlogReader.on_idle = property(lambda r: None,  # type: ignore[assignment]
+                                        lambda r, v: None)
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()),
+             "--threads", "--gil", "--rate", "200", "--format", "raw", "-o", args.profile],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+
+    async def go() -> float:
+        t0 = time.perf_counter()
+        task = asyncio.create_task(syncer.run())
+        while True:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+            a = syncer.applied
+            if a is not None and checkpoint.pos_key(a) >= end:
+                secs = time.perf_counter() - t0
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return secs
+
+    cpu0 = _cpu(src, tgt)
+    try:
+        secs = asyncio.run(go())
+        cpu = [b - a for a, b in zip(cpu0, _cpu(src, tgt), strict=True)]
+        print(f"CPU seconds during the catch-up ({secs:.1f} s wall): this process "
+              f"{cpu[0]:.1f} user + {cpu[1]:.1f} sys, source mariadbd {cpu[2]:.1f}, "
+              f"target mariadbd {cpu[3]:.1f}", flush=True)
+        return secs
+    finally:
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its file
+            spy.wait(60)
+            _print_profile(args.profile)
+
+
+def _one_round_trip_per_job(syncer: Any) -> None:
+    """Experiment (--variant multi-statement): each lane job's statements go to the target
+    as one multi-statement query (BEGIN; ...; lane checkpoint; COMMIT) instead of one
+    round trip per statement, to measure what that would save. Error handling is
+    simplified (a failure raises): a bench-only patch, not the syncer's code."""
+    import asyncmy
+    from asyncmy.constants import CLIENT
+
+    from mysqlkit import checkpoint
+    from mysqlkit.dml import build_batch
+    from mysqlkit.rowcodec import APPLY_SESSION_SQL
+
+    cfg = syncer.spec.tgt
+
+    async def connect() -> Any:
+        conn = await asyncmy.connect(host=cfg.host, port=cfg.port, user=cfg.user,
+                                     password=cfg.password, charset="utf8mb4",
+                                     autocommit=True,
+                                     client_flag=CLIENT.MULTI_STATEMENTS)
+        async with conn.cursor() as cur:
+            await cur.execute(APPLY_SESSION_SQL)
+        return conn
+
+    async def apply(lane: int, conn: Any, job: Any) -> Any:
+        statements = build_batch(job.changes, job.safe)
+        statements.append(checkpoint.lane_sql(syncer._ckpt_table, syncer.spec.source, lane,
+                                              job.txn_start))
+        if conn is None:
+            conn = await connect()
+        async with conn.cursor() as cur:
+            await cur.execute("BEGIN;" + ";".join(statements) + ";COMMIT")
+            while await cur.nextset():
+                pass
+        return conn
+
+    syncer._connect = connect
+    syncer._apply = apply
+
+
+def _cpu(src: MariaDBServer, tgt: MariaDBServer) -> list[float]:
+    """[own user s, own sys s, source server s, target server s]."""
+    t = os.times()
+    out = [t.user, t.system]
+    tick = os.sysconf("SC_CLK_TCK")
+    for server in (src, tgt):
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _print_profile(path: str, top: int = 25) -> None:
+    """Own and total samples per function from py-spy's collapsed stacks, sampled only
+    while a thread holds the GIL (i.e. Python CPU time of this process)."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    by_thread: collections.Counter[str] = collections.Counter()
+    n = 0
+    idle_marks = ("select (selectors.py", "_run_once (asyncio", "wait (threading.py",
+                  "_recv_into", "readinto (socket.py", "read1", "epoll")
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(m in leaf for m in idle_marks):
+            continue
+        c = int(count)
+        n += c
+        by_thread[frames[0].split(" ")[0] if frames else "?"] += c
+        own[_fn(leaf)] += c
+        for f in set(map(_fn, frames[1:])):
+            total[f] += c
+    print(f"\nprofile: {n} busy samples; by thread: "
+          + ", ".join(f"{k} {v / n:.0%}" for k, v in by_thread.most_common(6)))
+    print("own time:")
+    for f, c in own.most_common(top):
+        print(f"  {c / n:6.1%}  {f}")
+    print("total time:")
+    for f, c in total.most_common(top):
+        print(f"  {c / n:6.1%}  {f}")
+
+
+def _fn(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    file = where.rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(file.split('/')[-2:])})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="row events to write")
@@ -106,7 +314,12 @@ def main() -> None:
     ap.add_argument("--repl-threads", type=int, default=4,
                     help="dmray repl_threads and the replica's slave_parallel_threads")
     ap.add_argument("--batch", type=int, default=100, help="dmray repl_batch")
-    ap.add_argument("--only", choices=["native", "dmray"])
+    ap.add_argument("--only", choices=["native", "dmray", "syncer"])
+    ap.add_argument("--profile", default="", help="--only syncer: py-spy output file")
+    ap.add_argument("--variant", default="as-is",
+                    choices=["as-is", "multi-statement", "no-idle-handover"],
+                    help="--only syncer: the syncer as it is; one round trip per lane job "
+                         "(an experiment); without the reader's idle hand-over")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--buffer-pool", default="512M", help="innodb_buffer_pool_size of both")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per catch-up")
@@ -133,6 +346,11 @@ def main() -> None:
             results.append(("dmray incremental", secs,
                             checksums(tgt, DMRAY_SCHEMA, tables) == expect))
             print(f"dmray: {secs:.1f} s", flush=True)
+        if args.only == "syncer":
+            secs = run_inproc(src, tgt, tables, start, end, args)
+            results.append(("dmray Syncer in-process (no Ray)", secs,
+                            checksums(tgt, DMRAY_SCHEMA, tables) == expect))
+            print(f"syncer: {secs:.1f} s", flush=True)
         if args.only in (None, "native"):
             secs = run_native(src, tgt, start, end, args)
             results.append(("MariaDB native replication", secs,

@@ -238,3 +238,9 @@ SCHEMA_TABLE_NOT_TRACKED = ErrorCode(44101, "table {} is not in the schema track
                                      ErrScope.INTERNAL, ErrLevel.MEDIUM)
 SCHEMA_INVALID_SQL = ErrorCode(44102, "invalid table structure: {}", ErrScope.INTERNAL,
                                ErrLevel.MEDIUM)
+RELAY_PURGE_PROTECTED = ErrorCode(
+    30101, "can not purge relay log files before {}: {} is still needed by a subtask "
+    "(its oldest checkpoint)", ErrScope.INTERNAL, ErrLevel.MEDIUM,
+    "Purge only files older than the oldest checkpoint of the subtasks using the relay log.")
+RELAY_INVALID = ErrorCode(30102, "relay log {}: {}", ErrScope.INTERNAL, ErrLevel.HIGH,
+                          "Remove the relay directory to fetch the binlog again.")

@@ -1,8 +1,15 @@
 """Reading a source's binlog for incremental replication (synchronous: run it in a thread).
 
-python-mysql-replication does the connection, the replica registration and the event
-framing (rotate, GTID, table map, query events); row images are decoded by our own
-`mysqlkit.rowcodec` into SQL literal text, and only for the tables the caller wants.
+pymysql connects (auth, TLS); `mysqlkit.binlog_stream` sends the dump command and frames
+the raw events; this module parses the few event kinds replication needs straight from the
+received bytes (`mysqlkit.binlog_events`) and decodes row images with our own
+`mysqlkit.rowcodec` into SQL literal text, only for the tables the caller wants: rows
+events of other tables are skipped by table id without reading their bodies.
+
+Why not python-mysql-replication's event objects: measured on the 2-core bench machine
+(bench/decode.py) its framing alone ran ~15k events/s (a packet wrapper and an event
+object per event, Table and Column objects per table map); see docs/benchmarks.md for
+the figures of this lean path.
 
 What comes out (`BinlogReader`): `RowsChange` per rows event, `QueryChange` per statement
 other than BEGIN/COMMIT (DDL...), `Commit` at each transaction end, `Rotate` when the
@@ -22,30 +29,14 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 import pymysql
-import pymysql.connections
-from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import (
-    FormatDescriptionEvent,
-    GtidEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-    MariadbGtidListEvent,
-    PreviousGtidsEvent,
-    QueryEvent,
-    RotateEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (
-    DeleteRowsEvent,
-    TableMapEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
-)
 
 from events.errors import BINLOG_DECODE, BINLOG_PURGED, BINLOG_READ, BINLOG_START_TIME, DMError
+from mysqlkit import binlog_events as E
+from mysqlkit.binlog_stream import ConnectionLost, NetworkEventSource
 from mysqlkit.dump import BinlogPosition
 from mysqlkit.rowcodec import Row, RowDecoder, TableMapInfo
 from mysqlkit.upstream import DEFAULT_CONNECT_TIMEOUT, ConnConfig, _ssl_context
@@ -66,19 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _DropRowMetadataAdvice(logging.Filter):
-    """pymysqlreplication warns on every connect unless binlog_row_metadata=FULL: we decode
-    rows ourselves and take column names and signedness from the caller's schema tracker,
-    so the advice is noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "BINLOG_ROW_METADATA" not in record.getMessage()
-
-
-logging.getLogger("pymysqlreplication").addFilter(_DropRowMetadataAdvice())
-
-# The event header as pymysql hands the packet over: the OK byte, then 19 header bytes.
-_BODY_OFFSET = 20
 _ER_MASTER_FATAL_READING_BINLOG = 1236
 # 1236 messages that mean "the binlog you ask for is gone" (MariaDB and MySQL wordings).
 _PURGED_RE = re.compile(r"could not find first log file|could not find gtid state|"
@@ -229,22 +207,6 @@ class GtidSet:
 # --- the stream connection -----------------------------------------------------------------
 
 
-class _ConnectionLost(Exception):
-    """The replication connection broke (or timed out). Not a pymysql.OperationalError on
-    purpose: pymysqlreplication silently reconnects on those (2006/2013), from its own
-    idea of the position; we want the caller to resume from its checkpoint instead."""
-
-
-class _StreamConnection(pymysql.connections.Connection):
-    def _read_packet(self, packet_type: Any = pymysql.connections.MysqlPacket) -> Any:
-        try:
-            return super()._read_packet(packet_type)
-        except pymysql.OperationalError as exc:
-            if exc.args and exc.args[0] in (2006, 2013):
-                raise _ConnectionLost(str(exc.args[1] if len(exc.args) > 1 else exc)) from None
-            raise
-
-
 def _conn_settings(cfg: ConnConfig, connect_timeout: float,
                    read_timeout: float) -> dict[str, Any]:
     settings: dict[str, Any] = {
@@ -280,7 +242,19 @@ def _detect_flavor(cfg: ConnConfig, connect_timeout: float) -> str:
 
 # --- the reader ----------------------------------------------------------------------------
 
-_ROWS_KIND = {WriteRowsEvent: "insert", DeleteRowsEvent: "delete", UpdateRowsEvent: "update"}
+
+class EventSource(Protocol):
+    """Raw events: `events()` yields `(buf, pos)` with an event header at `buf[pos]`;
+    `crc_len` is 4 when events may carry CRC32 trailers (the format description event of
+    each file says whether they do). The network stream and the relay files are two."""
+
+    crc_len: int
+
+    def events(self, mark_refill: bool = False) -> Iterator[tuple[bytes, int]]:
+        """`mark_refill`: also `(b"", -1)` before waiting for more input."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def _all_tables(schema: str, table: str) -> bool:
@@ -289,6 +263,23 @@ def _all_tables(schema: str, table: str) -> bool:
 
 def _no_unsigned(schema: str, table: str) -> Sequence[bool] | None:
     return None
+
+
+_ROWS = E.ROWS_EVENTS
+_HEADER = E.HEADER.unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+_MARIADB_GTID = struct.Struct("<QI").unpack_from
+_HEARTBEATS = frozenset({E.HEARTBEAT, E.HEARTBEAT_V2})
+_UNSUPPORTED = {
+    E.TRANSACTION_PAYLOAD: "binlog_transaction_compression is not supported",
+    E.PARTIAL_UPDATE_ROWS: "partial JSON updates are not supported "
+                           "(binlog_row_value_options must be empty)",
+    E.MARIADB_QUERY_COMPRESSED: "compressed binlog events are not supported "
+                                "(log_bin_compress must be OFF)",
+    E.MARIADB_START_ENCRYPTION: "encrypted binlogs are not supported",
+}
 
 
 class BinlogReader:
@@ -307,13 +298,11 @@ class BinlogReader:
       longer has the binlog asked for, BINLOG_READ for a lost connection (resume from the
       last checkpoint), BINLOG_DECODE for rows that do not decode.
     `close()` (from any thread) stops it; the iteration then ends without error.
+    `on_idle` (optional, settable until the iteration starts) is called in the reading
+    thread when the reader has used up what the source sent and is about to wait for
+    more: a consumer that batches changes hands them over then (low latency when caught
+    up, full batches when behind).
     """
-
-    _ONLY_EVENTS: ClassVar[list[type]] = [
-        WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent, QueryEvent,
-        XidEvent, RotateEvent, FormatDescriptionEvent, GtidEvent, MariadbGtidEvent,
-        MariadbGtidListEvent, PreviousGtidsEvent, HeartbeatLogEvent,
-    ]
 
     def __init__(
         self,
@@ -329,6 +318,7 @@ class BinlogReader:
         heartbeat: float = 1.0,
         read_timeout: float | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         if flavor not in (None, "mariadb", "mysql"):
             raise ValueError(f"flavor must be 'mariadb' or 'mysql', not {flavor!r}")
@@ -344,7 +334,8 @@ class BinlogReader:
         self.read_timeout = read_timeout if read_timeout is not None else max(
             3 * heartbeat, 10.0)
         self.connect_timeout = connect_timeout
-        self._stream: BinLogStreamReader | None = None
+        self.on_idle = on_idle
+        self._source: EventSource | None = None
         self._closed = False
         self._file = start.binlog_name
         self._gtids = GtidSet("mariadb")
@@ -352,6 +343,34 @@ class BinlogReader:
         # Set by find_start_by_time: yield a _TxnStart at the first transaction whose first
         # event is at or after this time, then stop.
         self._stop_at_time: int | None = None
+        self._relay_dir: Path | None = None  # set by from_relay
+
+    @classmethod
+    def from_relay(
+        cls,
+        relay_dir: Path,
+        start: Start,
+        *,
+        flavor: str | None = None,
+        gtid_mode: bool = False,
+        want_table: Callable[[str, str], bool] = _all_tables,
+        unsigned_of: Callable[[str, str], Sequence[bool] | None] = _no_unsigned,
+        blocking: bool = True,
+        heartbeat: float = 1.0,
+    ) -> BinlogReader:
+        """The same changes, read from the relay files a `mysqlkit.relay.RelayWriter`
+        writes in `relay_dir` instead of from the source: identical positions and GTID
+        sets, so a caller can switch between the two at any resume point. Follows the
+        files as they grow (Heartbeat when idle); BINLOG_PURGED when the relay does not
+        have the start. No start_time (resolve it on the source first)."""
+        if start.start_time is not None:
+            raise ValueError("start_time needs the source: resolve it with "
+                             "find_start_by_time first")
+        reader = cls(ConnConfig("relay", 0, ""), 0, start, flavor=flavor,
+                     gtid_mode=gtid_mode, want_table=want_table, unsigned_of=unsigned_of,
+                     blocking=blocking, heartbeat=heartbeat)
+        reader._relay_dir = Path(relay_dir)
+        return reader
 
     @property
     def position(self) -> BinlogPosition:
@@ -360,10 +379,10 @@ class BinlogReader:
 
     def close(self) -> None:
         self._closed = True
-        stream, self._stream = self._stream, None
-        if stream is not None:
+        source, self._source = self._source, None
+        if source is not None:
             with contextlib.suppress(Exception):
-                stream.close()
+                source.close()
 
     def __enter__(self) -> BinlogReader:
         return self
@@ -375,23 +394,27 @@ class BinlogReader:
         # _TxnStart only comes out when find_start_by_time set _stop_at_time.
         return cast(Iterator[Change], self._iterate())
 
-    def _iterate(self) -> Iterator[Change | _TxnStart]:
-        what = (f"GTID set '{self.start.gtid}'" if self.gtid_mode
+    def _what(self) -> str:
+        return (f"GTID set '{self.start.gtid}'" if self.gtid_mode
                 else f"'{self.start.binlog_name}'")
+
+    def _iterate(self) -> Iterator[Change | _TxnStart]:
         try:
-            yield from self._run()
+            yield from self._run(self._open())
         except DMError:
             raise
-        except (pymysql.MySQLError, OSError, _ConnectionLost, struct.error) as exc:
+        except (pymysql.MySQLError, OSError, ConnectionLost) as exc:
             if not self._closed:
-                raise _translate(exc, self.cfg, what) from None
-        except Exception as exc:  # a framing error inside pymysqlreplication
+                raise _translate(exc, self.cfg, self._what()) from None
+        except Exception as exc:  # a malformed event (IndexError, struct.error...)
             if not self._closed:
                 raise BINLOG_READ(f"{type(exc).__name__}: {exc}") from None
         finally:
             self.close()
 
-    def _open(self) -> BinLogStreamReader:
+    def _open(self) -> EventSource:
+        if self._relay_dir is not None:
+            return self._open_relay(self._relay_dir)
         start = self.start
         if self.flavor is None:
             self.flavor = _detect_flavor(self.cfg, self.connect_timeout)
@@ -403,132 +426,220 @@ class BinlogReader:
             self._gtids = GtidSet.parse(found.gtid, self.flavor)
             self._resume = found
             self._file = found.binlog_name
-        kwargs: dict[str, Any] = {}
+        settings = _conn_settings(self.cfg, self.connect_timeout, self.read_timeout)
+        heartbeat = self.heartbeat if self.blocking else 0.0
         if self.gtid_mode and self.start.start_time is None:
             # A start_time was resolved to a position (exact, its GTID set known) above.
             if not start.gtid:
                 raise BINLOG_READ("GTID mode needs a GTID set to start from")
-            # MariaDB: @slave_connect_state; MySQL: COM_BINLOG_DUMP_GTID.
-            kwargs.update(auto_position=start.gtid, is_mariadb=self.flavor == "mariadb")
+            source = NetworkEventSource(settings, self.server_id, flavor=self.flavor,
+                                        gtid=start.gtid, blocking=self.blocking,
+                                        heartbeat=heartbeat, read_timeout=self.read_timeout)
         else:
             if not start.binlog_name:
                 raise BINLOG_READ("no binlog position to start from")
-            # is_mariadb stays False: with it pymysqlreplication ignores log_file/log_pos.
-            kwargs.update(log_file=start.binlog_name, log_pos=start.binlog_pos,
-                          resume_stream=True)
-        stream = BinLogStreamReader(
-            connection_settings=_conn_settings(self.cfg, self.connect_timeout,
-                                               self.read_timeout),
-            server_id=self.server_id,
-            blocking=self.blocking,
-            only_events=self._ONLY_EVENTS,
-            slave_heartbeat=self.heartbeat if self.blocking else None,
-            pymysql_wrapper=_StreamConnection,
-            enable_logging=False,
-            **kwargs,
-        )
-        self._stream = stream
-        return stream
+            source = NetworkEventSource(settings, self.server_id, flavor=self.flavor,
+                                        binlog_name=start.binlog_name,
+                                        binlog_pos=start.binlog_pos, blocking=self.blocking,
+                                        heartbeat=heartbeat, read_timeout=self.read_timeout)
+        self._source = source
+        if self._closed:  # closed while connecting
+            source.close()
+        return source
+
+    def _open_relay(self, relay_dir: Path) -> EventSource:
+        from mysqlkit.relay import RelayFileSource, read_meta
+
+        if self.flavor is None:
+            meta = read_meta(relay_dir)
+            if meta is None:
+                raise BINLOG_READ(f"no relay log in {relay_dir}")
+            self.flavor = meta.flavor
+        start = self.start
+        self._gtids = GtidSet.parse(start.gtid, self.flavor)
+        if self.gtid_mode:
+            if not start.gtid:
+                raise BINLOG_READ("GTID mode needs a GTID set to start from")
+            source = RelayFileSource(relay_dir, gtid=GtidSet.parse(start.gtid, self.flavor),
+                                     blocking=self.blocking, heartbeat=self.heartbeat)
+        else:
+            if not start.binlog_name:
+                raise BINLOG_READ("no binlog position to start from")
+            source = RelayFileSource(relay_dir, start.binlog_name, start.binlog_pos,
+                                     blocking=self.blocking, heartbeat=self.heartbeat)
+        self._source = source
+        return source
 
     def _pos(self, log_pos: int) -> BinlogPosition:
         return BinlogPosition(self._file, log_pos, str(self._gtids))
 
-    def _run(self) -> Iterator[Change | _TxnStart]:
-        stream = self._open()
+    def _run(self, source: EventSource) -> Iterator[Change | _TxnStart]:
+        """The event loop: one header unpack per event, rows events first (the hot path),
+        everything else by type. Kept in one function: locals are the cheapest lookups."""
         gtids = self._gtids
-        # table_id -> (raw table map body, schema, table, wanted, decoder or None)
-        tables: dict[int, tuple[bytes, str, str, bool, RowDecoder | None]] = {}
+        # table_id -> [raw table map body, schema, table, wanted, decoder or None]
+        tables: dict[int, list[Any]] = {}
         pending: tuple[Any, ...] | None = None  # the GTID of the running transaction
         in_txn = False
         stop_at = self._stop_at_time
-        seen_start = False  # find_start_by_time: the first transaction start was seen
-        for ev in stream:
-            cls = ev.__class__
-            kind = _ROWS_KIND.get(cls)
-            if kind is not None:
-                entry = tables.get(ev.table_id)
+        seen_start = False  # the first (fake) rotate of the stream was seen
+        declared_crc = source.crc_len
+        crc = declared_crc  # of the current file, once its format description is read
+        fde: E.FormatDescription | None = None
+        tid_len = 6
+        query_ph = 13
+        rows_ph = {t: 8 for t in _ROWS}
+        want_table = self.want_table
+        rows_get = _ROWS.get
+        tables_get = tables.get
+        on_idle = self.on_idle
+        for buf, pos in source.events(mark_refill=on_idle is not None):
+            if pos < 0:
+                assert on_idle is not None
+                on_idle()
+                continue
+            ts, etype, _srv, size, log_pos, _flags = _HEADER(buf, pos)
+            rk = rows_get(etype)
+            if rk is not None:
+                body = pos + 19
+                tid = int.from_bytes(buf[body:body + tid_len], "little")
+                entry = tables_get(tid)
                 if stop_at is not None and not in_txn and pending is None:
                     in_txn = True
-                    if ev.timestamp >= stop_at:
-                        yield _TxnStart(ev.timestamp, self._resume)
+                    if ts >= stop_at:
+                        yield _TxnStart(ts, self._resume)
                         return
                 if entry is None or not entry[3]:
                     continue
-                raw, schema, table, _, dec = entry
+                dec = entry[4]
                 if dec is None:
-                    dec = self._decoder(stream, ev.table_id, schema, table)
-                    tables[ev.table_id] = (raw, schema, table, True, dec)
-                yield self._rows(ev, kind, dec, schema, table)
-            elif cls is TableMapEvent:
-                w = ev.packet
-                raw = bytes(w.packet._data[_BODY_OFFSET:_BODY_OFFSET + ev.event_size])
-                old = tables.get(ev.table_id)
+                    dec = entry[4] = self._decoder(entry[5], entry[1], entry[2])
+                kind, v2 = rk
+                p = body + rows_ph[etype]
+                if v2:  # the extra-data block's length includes its own 2 bytes
+                    p += _U16(buf, p - 2)[0] - 2
+                ncols = buf[p]
+                if ncols < 251:
+                    p += 1
+                else:
+                    ncols, p = E.lenenc(buf, p)
+                if ncols != dec.column_count:
+                    raise BINLOG_DECODE(f"`{entry[1]}`.`{entry[2]}`",
+                                        f"{ncols} columns in the rows event, "
+                                        f"{dec.column_count} in its table map")
+                full = dec.full_bitmap
+                nb = len(full)
+                if buf[p:p + nb] != full or (
+                        kind == "update" and buf[p + nb:p + 2 * nb] != full):
+                    raise BINLOG_DECODE(f"`{entry[1]}`.`{entry[2]}`", "the row image is not "
+                                        "complete: binlog_row_image must be FULL")
+                end = pos + size - crc
+                if kind == "update":
+                    yield RowsChange(entry[1], entry[2], kind, [],
+                                     dec.updates(buf, p + 2 * nb, end), ncols, ts)
+                else:
+                    yield RowsChange(entry[1], entry[2], kind, dec.rows(buf, p + nb, end), [],
+                                     ncols, ts)
+            elif etype == E.TABLE_MAP:
+                body = pos + 19
+                end = pos + size - crc
+                raw = buf[body:end]
+                tid = int.from_bytes(buf[body:body + tid_len], "little")
+                old = tables_get(tid)
                 if old is None or old[0] != raw:
-                    tables[ev.table_id] = (raw, ev.schema, ev.table,
-                                           bool(self.want_table(ev.schema, ev.table)), None)
-            elif cls is XidEvent:
+                    # Parsed now for the names; columns are decoded at the first rows event.
+                    _, info = E.parse_table_map(buf, body, end, tid_len)
+                    tables[tid] = [raw, info.schema, info.table,
+                                   bool(want_table(info.schema, info.table)), None, info]
+            elif etype == E.XID:
                 in_txn = False
                 if pending is not None:
                     self._apply_gtid(gtids, pending)
                     pending = None
-                self._resume = self._pos(ev.packet.log_pos)
-                yield Commit(ev.timestamp, self._resume)
-            elif cls is QueryEvent:
-                sql = ev.query
-                head = sql[:12].lstrip().upper()
-                if head.startswith("BEGIN"):
+                self._resume = self._pos(log_pos)
+                yield Commit(ts, self._resume)
+            elif etype == E.QUERY:
+                body = pos + 19
+                status_len = _U16(buf, body + 11)[0]
+                db_len = buf[body + 8]
+                db_at = body + query_ph + status_len
+                q = db_at + db_len + 1
+                head = buf[q:q + 12].lstrip().upper()
+                if head.startswith(b"BEGIN"):
                     if stop_at is not None and not in_txn and pending is None:
-                        if ev.timestamp >= stop_at:
-                            yield _TxnStart(ev.timestamp, self._resume)
+                        if ts >= stop_at:
+                            yield _TxnStart(ts, self._resume)
                             return
                     in_txn = True
                     continue
-                if head.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
+                if head.startswith((b"SAVEPOINT", b"ROLLBACK TO", b"XA ")):
                     continue
                 if stop_at is not None and not in_txn and pending is None \
-                        and ev.timestamp >= stop_at:
-                    yield _TxnStart(ev.timestamp, self._resume)
+                        and ts >= stop_at:
+                    yield _TxnStart(ts, self._resume)
                     return
                 in_txn = False
                 if pending is not None:
                     self._apply_gtid(gtids, pending)
                     pending = None
-                self._resume = self._pos(ev.packet.log_pos)
-                if head.startswith(("COMMIT", "ROLLBACK")):
-                    yield Commit(ev.timestamp, self._resume)
+                self._resume = self._pos(log_pos)
+                if head.startswith((b"COMMIT", b"ROLLBACK")):
+                    yield Commit(ts, self._resume)
                 else:
                     # The DDL may change the tables: decoders and the caller's unsigned
                     # flags are rebuilt at the next rows event.
                     tables.clear()
-                    yield QueryChange(ev.schema.decode("utf-8", "replace"), sql,
-                                      ev.timestamp, self._resume)
-            elif cls is MariadbGtidEvent or cls is GtidEvent:
-                if stop_at is not None and ev.timestamp >= stop_at:
-                    yield _TxnStart(ev.timestamp, self._resume)
+                    sql = buf[q:pos + size - crc].decode("utf-8", "backslashreplace")
+                    yield QueryChange(buf[db_at:db_at + db_len].decode("utf-8", "replace"),
+                                      sql, ts, self._resume)
+            elif etype == E.MARIADB_GTID or etype == E.GTID:
+                if stop_at is not None and ts >= stop_at:
+                    yield _TxnStart(ts, self._resume)
                     return
-                if cls is MariadbGtidEvent:
-                    pending = ("mariadb", ev.domain_id, ev.server_id, ev.gtid_seq_no)
+                body = pos + 19
+                if etype == E.MARIADB_GTID:
+                    seq, domain = _MARIADB_GTID(buf, body)
+                    pending = ("mariadb", domain, _srv, seq)
                 else:
-                    pending = ("mysql", str(uuidlib.UUID(bytes=ev.sid)), ev.gno)
-            elif cls is RotateEvent:
-                name = ev.next_binlog
+                    sid = str(uuidlib.UUID(bytes=bytes(buf[body + 1:body + 17])))
+                    pending = ("mysql", sid, _U64(buf, body + 17)[0])
+            elif etype == E.ROTATE:
+                body = pos + 19
+                name = buf[body + 8:pos + size - crc].decode("utf-8", "replace")
                 if name != self._file:
                     self._file = name
-                    self._resume = self._pos(ev.position)
+                    self._resume = self._pos(_U64(buf, body)[0])
                     if seen_start:
                         yield Rotate(name, self._resume)
                 seen_start = True
-            elif cls is HeartbeatLogEvent:
+            elif etype in _HEARTBEATS:
                 yield Heartbeat(self._resume, time.time())
-            elif cls is MariadbGtidListEvent:
+            elif etype == E.FORMAT_DESCRIPTION:
+                fde = E.parse_format_description(buf, pos + 19, pos + size)
+                crc = 4 if declared_crc and fde.checksum else 0
+                tid_len = 4 if fde.post_header_len(E.TABLE_MAP, 8) == 6 else 6
+                query_ph = fde.post_header_len(E.QUERY, 13)
+                for t in rows_ph:
+                    rows_ph[t] = fde.post_header_len(t, 10 if _ROWS[t][1] else 8)
+            elif etype == E.MARIADB_GTID_LIST:
                 if gtids.empty:  # the state at the head of the file we started from
-                    for g in ev.gtid_list:
-                        gtids.add_mariadb(g.domain_id, g.server_id, g.gtid_seq_no)
+                    for d, srv, seq in E.parse_mariadb_gtid_list(buf, pos + 19):
+                        gtids.add_mariadb(d, srv, seq)
                     self._resume = self._pos(self._resume.binlog_pos)
-            elif cls is PreviousGtidsEvent:
+            elif etype == E.PREVIOUS_GTIDS:
                 if gtids.empty:
-                    _parse_previous_gtids(ev, gtids)
+                    for sid, lo, hi in E.parse_previous_gtids(buf, pos + 19):
+                        gtids._add_range(sid, lo, hi)
                     self._resume = self._pos(self._resume.binlog_pos)
+            elif etype in E.MARIADB_COMPRESSED_ROWS:
+                entry = tables_get(int.from_bytes(buf[pos + 19:pos + 19 + tid_len], "little"))
+                if entry is not None and entry[3]:
+                    raise BINLOG_DECODE(f"`{entry[1]}`.`{entry[2]}`",
+                                        "compressed rows events are not supported "
+                                        "(log_bin_compress must be OFF)")
+            elif etype in _UNSUPPORTED:
+                raise BINLOG_DECODE(f"the event at {self._file}:{log_pos}",
+                                    _UNSUPPORTED[etype])
 
     def _apply_gtid(self, gtids: GtidSet, g: tuple[Any, ...]) -> None:
         if g[0] == "mariadb":
@@ -536,48 +647,8 @@ class BinlogReader:
         else:
             gtids.add_mysql(g[1], g[2])
 
-    def _decoder(self, stream: BinLogStreamReader, table_id: int, schema: str,
-                 table: str) -> RowDecoder:
-        info = TableMapInfo.from_table(stream.table_map[table_id])
-        unsigned = self.unsigned_of(schema, table)
-        return RowDecoder(info, unsigned)
-
-    def _rows(self, ev: Any, kind: str, dec: RowDecoder, schema: str,
-              table: str) -> RowsChange:
-        pkt = ev.packet.packet
-        buf = pkt._data
-        start, end = pkt._position, _BODY_OFFSET + ev.event_size
-        full = dec.full_bitmap
-        if ev.number_of_columns != dec.column_count:
-            raise BINLOG_DECODE(f"`{schema}`.`{table}`",
-                                f"{ev.number_of_columns} columns in the rows event, "
-                                f"{dec.column_count} in its table map")
-        if ev.columns_present_bitmap != full or (
-                kind == "update" and ev.columns_present_bitmap2 != full):
-            raise BINLOG_DECODE(f"`{schema}`.`{table}`",
-                                "the row image is not complete: binlog_row_image must be FULL")
-        if kind == "update":
-            return RowsChange(schema, table, kind, [], dec.updates(buf, start, end),
-                              dec.column_count, ev.timestamp)
-        return RowsChange(schema, table, kind, dec.rows(buf, start, end), [],
-                          dec.column_count, ev.timestamp)
-
-
-def _parse_previous_gtids(ev: Any, gtids: GtidSet) -> None:
-    """MySQL's Previous_gtids event from its raw body (pymysqlreplication only keeps a
-    display string): n_sids, then per sid: uuid, n_intervals, [start, end) pairs."""
-    buf = ev.packet.packet._data
-    p = _BODY_OFFSET
-    (n_sid,) = struct.unpack_from("<Q", buf, p)
-    p += 8
-    for _ in range(n_sid):
-        sid = str(uuidlib.UUID(bytes=bytes(buf[p:p + 16])))
-        (n_iv,) = struct.unpack_from("<Q", buf, p + 16)
-        p += 24
-        for _ in range(n_iv):
-            lo, hi = struct.unpack_from("<QQ", buf, p)
-            p += 16
-            gtids._add_range(sid, lo, hi - 1)
+    def _decoder(self, info: TableMapInfo, schema: str, table: str) -> RowDecoder:
+        return RowDecoder(info, self.unsigned_of(schema, table))
 
 
 # --- start_time ----------------------------------------------------------------------------
@@ -593,17 +664,19 @@ def _binary_logs(cfg: ConnConfig, connect_timeout: float) -> list[str]:
         conn.close()
 
 
-def _file_created(cfg: ConnConfig, server_id: int, name: str, connect_timeout: float) -> int:
+def _file_created(cfg: ConnConfig, server_id: int, name: str, connect_timeout: float,
+                  flavor: str) -> int:
     """The timestamp of a binlog file's format description event (its creation)."""
-    stream = BinLogStreamReader(
-        connection_settings=_conn_settings(cfg, connect_timeout, 30.0), server_id=server_id,
-        blocking=False, only_events=[FormatDescriptionEvent], log_file=name, log_pos=4,
-        resume_stream=True, pymysql_wrapper=_StreamConnection, enable_logging=False)
+    source = NetworkEventSource(_conn_settings(cfg, connect_timeout, 30.0), server_id,
+                                flavor=flavor, binlog_name=name, binlog_pos=4,
+                                blocking=False)
     try:
-        for ev in stream:
-            return int(ev.timestamp)
+        for buf, pos in source.events():
+            ts, etype, *_ = _HEADER(buf, pos)
+            if etype == E.FORMAT_DESCRIPTION:
+                return int(ts)
     finally:
-        stream.close()
+        source.close()
     return 0
 
 
@@ -616,17 +689,19 @@ def find_start_by_time(cfg: ConnConfig, ts: int, *, server_id: int,
     every file the oldest one is scanned. BINLOG_START_TIME when nothing is that recent.
     Blocking: run in a thread. `server_id` must be unique among the source's replicas."""
     try:
+        if flavor is None:
+            flavor = _detect_flavor(cfg, connect_timeout)
         names = _binary_logs(cfg, connect_timeout)
         if not names:
             raise BINLOG_START_TIME(ts, cause="the source has no binary logs")
         first = names[0]
         for name in reversed(names):
-            if _file_created(cfg, server_id, name, connect_timeout) <= ts:
+            if _file_created(cfg, server_id, name, connect_timeout, flavor) <= ts:
                 first = name
                 break
     except DMError:
         raise
-    except (pymysql.MySQLError, OSError, _ConnectionLost) as exc:
+    except (pymysql.MySQLError, OSError, ConnectionLost) as exc:
         raise _translate(exc, cfg, "list") from None
     reader = BinlogReader(cfg, server_id, Start(first, 4), flavor=flavor, blocking=False,
                           want_table=lambda s, t: False, connect_timeout=connect_timeout)

@@ -28,9 +28,8 @@ from mysqlkit.tableinfo import TableInfo, load_field
 from mysqlkit.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnConfig,
-    _ssl_context,
+    connect,
     driver_error,
-    driver_errors,
     fetchall,
 )
 
@@ -228,18 +227,7 @@ async def connect_for_load(cfg: ConnConfig,
     """As upstream.connect, with LOAD DATA LOCAL allowed (from memory only, see
     _MemoryInfile). The caller closes it."""
     setattr(asyncmy.connection, "LoadLocalFile", _MemoryInfile)  # noqa: B010 (stubbed name)
-    with driver_errors(cfg):
-        try:
-            async with asyncio.timeout(connect_timeout):
-                conn: asyncmy.Connection = await asyncmy.connect(
-                    host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password,
-                    charset="utf8mb4", autocommit=True, ssl=_ssl_context(cfg),
-                    connect_timeout=connect_timeout + 1, local_infile=True)
-        except TimeoutError:
-            raise DB_DRIVER(
-                cause=f"Can't connect to MySQL server on '{cfg.host}:{cfg.port}' "
-                      f"(timed out after {connect_timeout:g}s)") from None
-        return conn
+    return await connect(cfg, connect_timeout=connect_timeout, local_infile=True)
 
 
 async def local_infile_allowed(conn: asyncmy.Connection) -> bool:

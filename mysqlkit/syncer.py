@@ -62,6 +62,7 @@ FLUSH_EVERY_S = 1.0  # global checkpoint interval while events flow
 STATUS_EVERY_S = 2.0  # how often the master's position is read for status
 READ_CHUNK = 512  # events per hand-over from the reader thread
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+_CAUGHT_UP = object()  # in a hand-over: the reader has nothing more from the source yet
 MAX_TRANSIENT_RETRIES = 30
 # Server errors a retry can cure: lost/refused connections, deadlocks, lock wait timeouts,
 # a read-only or shutting-down target.
@@ -263,31 +264,48 @@ class Syncer:
                                   gtid_mode=spec.gtid_mode, want_table=self._wants,
                                   unsigned_of=self._unsigned_of)
 
+        batch: list[Any] = []
+        fresh = [False]  # events were handed over since the reader last waited
+
+        def hand_over() -> None:
+            if batch:
+                _put(batch[:])
+                batch.clear()
+                fresh[0] = True
+
+        def reader_idle() -> None:
+            # The reader used up what the source sent and waits for more: hand over now,
+            # not once READ_CHUNK events gathered, and let the loop dispatch partial lane
+            # batches (bench/lag.py: ~1 s of lag without; only then, or catch-up throughput
+            # halves with small target transactions).
+            if batch or fresh[0]:
+                batch.append(_CAUGHT_UP)
+                hand_over()
+                fresh[0] = False
+
+        reader.on_idle = reader_idle
+
         def pump() -> None:
-            batch: list[Any] = []
             try:
                 for ev in reader:
                     if stop.is_set():
                         return
                     batch.append(ev)
                     if isinstance(ev, Heartbeat):
-                        _put(batch)
-                        batch = []
+                        hand_over()
                         continue
                     if isinstance(ev, QueryChange):
                         # The reader decodes the next row events with the tracker's unsigned
                         # flags: let the loop apply this DDL to the tracker first.
                         ddl_done.clear()
-                        _put(batch)
-                        batch = []
+                        hand_over()
                         while not ddl_done.wait(0.5):
                             if stop.is_set():
                                 return
                         continue
                     if len(batch) >= READ_CHUNK:
-                        _put(batch)
-                        batch = []
-                _put(batch)
+                        hand_over()
+                hand_over()
                 _put(None)
             except BaseException as exc:  # handed to the loop, raised there
                 _put(exc)
@@ -315,15 +333,18 @@ class Syncer:
                 if isinstance(item, BaseException):
                     raise item
                 for ev in item:
+                    if ev is _CAUGHT_UP:
+                        # Lanes with nothing queued gain nothing by waiting for a full
+                        # batch; busy ones keep batching (throughput).
+                        for lane, q in enumerate(self._lanes):
+                            if q.empty():
+                                await self._dispatch(lane)
+                        continue
                     await self._event(ev)
                     if isinstance(ev, QueryChange):
                         ddl_done.set()
                 if self._lane_error is not None:
                     raise self._lane_error
-                if inbox.empty():
-                    # Caught up with the reader: hand partial batches to the lanes now, not
-                    # at the next flush (measured by bench/lag.py: true lag ~1 s -> ms).
-                    await self._dispatch_all()
                 if time.monotonic() - self._last_flush > FLUSH_EVERY_S:
                     await self._flush()
         finally:

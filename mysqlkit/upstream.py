@@ -143,6 +143,7 @@ async def connect(
     cfg: ConnConfig,
     database: str | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    local_infile: bool = False,
 ) -> asyncmy.Connection:
     """An autocommit asyncmy connection; the caller closes it (or use `open_conn`).
 
@@ -157,6 +158,7 @@ async def connect(
                 conn: asyncmy.Connection = await asyncmy.connect(
                     host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password,
                     database=database, charset="utf8mb4", autocommit=True, ssl=ctx,
+                    local_infile=local_infile,
                     # Only a backstop: the asyncio.timeout above fires first, with a
                     # clearer message than asyncmy's empty "()".
                     connect_timeout=connect_timeout + 1,

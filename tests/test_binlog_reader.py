@@ -471,3 +471,83 @@ def test_frozen_server_raises_binlog_read(private: MariaDBServer) -> None:
     assert len(errors) == 1 and isinstance(errors[0], DMError)
     assert errors[0].code == 22102
     assert time.monotonic() - t0 < 15
+
+
+# --- the lean framing against pymysqlreplication, the compiled decoder against the loop ----
+
+
+def test_table_map_parser_matches_pymysqlreplication(private: MariaDBServer) -> None:
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import TableMapEvent
+
+    from mysqlkit.binlog_events import parse_table_map
+    from mysqlkit.rowcodec import TableMapInfo
+
+    private.execute("DROP DATABASE IF EXISTS br_tm; CREATE DATABASE br_tm")
+    private.execute(_FIDELITY_DDL.format(name="t").replace("br_fid", "br_tm"))
+    start = master_pos(private)
+    private.execute("INSERT INTO br_tm.t (id) VALUES (1)")
+    stream = BinLogStreamReader(
+        connection_settings=private.conn_kwargs(), server_id=next(_reader_ids),
+        blocking=False, resume_stream=True, log_file=start.binlog_name,
+        log_pos=start.binlog_pos, only_events=[TableMapEvent], enable_logging=False)
+    try:
+        [ev] = [e for e in stream if e.schema == "br_tm"]
+        theirs = TableMapInfo.from_table(ev.get_table())
+        pkt = ev.packet.packet
+        body = pkt._data[20:20 + ev.event_size - 4]  # after the OK byte and header; no CRC
+        table_id, ours = parse_table_map(bytes(body), 0, len(body))
+    finally:
+        stream.close()
+    assert table_id == ev.table_id
+    assert ours == theirs
+    assert any(ours.unsigned)  # binlog_row_metadata=FULL: the flags are in the binlog
+
+
+def test_compiled_row_decoder_matches_the_loop(source1: MariaDBServer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mysqlkit import rowcodec
+
+    source1.execute("DROP DATABASE IF EXISTS br_cmp; CREATE DATABASE br_cmp")
+    source1.execute(_FIDELITY_DDL.format(name="t").replace("br_fid", "br_cmp"))
+    cols = _columns(source1, "br_cmp", "t")
+    names = ", ".join(f"`{n}`" for n, _, gen in cols if not gen)
+    start = master_pos(source1)
+    with source1.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET sql_mode = '', time_zone = '+00:00'")
+        placeholders = ", ".join(["%s"] * len(_FIDELITY_ROWS[0]))
+        cur.executemany(f"INSERT INTO br_cmp.t ({names}) VALUES ({placeholders})",
+                        _FIDELITY_ROWS)
+        cur.execute("UPDATE br_cmp.t SET si = si + 1 WHERE si < 100")
+    unsigned = _unsigned(source1, "br_cmp", "t")
+    kw: dict[str, Any] = {"unsigned_of": lambda s, t: unsigned}
+    compiled = read_all(source1, Start.at(start), **kw)
+    monkeypatch.setattr(rowcodec, "_compile_image", lambda table, u, decs, generic: generic)
+    looped = read_all(source1, Start.at(start), **kw)
+    assert summary(compiled) == summary(looped)
+    assert sum(len(c.rows) + len(c.updates) for c in compiled if isinstance(c, RowsChange)) \
+        >= len(_FIDELITY_ROWS) + 3
+
+
+def test_compiled_decoder_ignores_unused_null_bits() -> None:
+    """The server sets the NULL bitmap's unused high bits: rows without a NULL must still
+    take the compiled path, rows with one the loop."""
+    from mysqlkit import rowcodec
+
+    info = rowcodec.TableMapInfo("s", "t", (rowcodec.T_LONG, rowcodec.T_VARCHAR,
+                                            rowcodec.T_TINY), ((), (20,), ()),
+                                 (False, False, False))
+    decs = tuple(rowcodec.column_decoder(t, m, False) for t, m in zip(info.types, info.meta,
+                                                                       strict=True))
+    fallbacks: list[int] = []
+
+    def generic(b: bytes, p: int) -> tuple[tuple[str, ...], int]:
+        fallbacks.append(p)
+        return rowcodec.RowDecoder(info, [False] * 3)._image(b, p)
+
+    image = rowcodec._compile_image(info, [False] * 3, decs, generic)
+    row = struct.pack("<i", -5) + b"\x02hi" + b"\xff"
+    assert image(b"\xf8" + row, 0) == (("-5", "_binary'hi'", "-1"), 1 + len(row))
+    assert not fallbacks
+    assert image(b"\xfa" + struct.pack("<i", 7) + b"\x01", 0) == (("7", "NULL", "1"), 6)
+    assert fallbacks == [0]

@@ -105,7 +105,7 @@ def test_relay_enable_status_local_reading_purge_disable(
     )[0][0] == newest, "checkpoint in the newest file")
     beyond = "mysql-bin.999999"
     assert_dm_error(api.post(f"/sources/{q(src)}/relay/purge",
-                             json={"relay_binlog_name": beyond}), 30040)
+                             json={"relay_binlog_name": beyond}), 30101)
     r = api.post(f"/sources/{q(src)}/relay/purge", json={"relay_binlog_name": newest})
     assert r.status_code == 200, r.text
     left = sorted(f for f in os.listdir(relay_dir) if f.startswith("mysql-bin."))
