@@ -7,11 +7,18 @@ tracker as of that position (table_info, JSON). One *lane* row per applier
 batch that lane applies: after a crash the largest lane position tells how far data may
 already have been applied, i.e. where the replay from the global checkpoint may stop being
 in safe mode (DM's exit_safe_binlog_*).
+
+Safe mode cannot make a replay idempotent for a table without a usable key (no primary
+key and no unique key of NOT NULL columns): a replayed insert would add the row twice.
+Such a table's changes are applied in order on one lane, and a *table* row
+(cp_schema/cp_table = the source table) written in the same transaction records the last
+change applied: the transaction's start position and the change's ordinal in it
+(table_row). A replay skips exactly the changes up to there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncmy
@@ -42,11 +49,17 @@ def later(a: BinlogPosition | None, b: BinlogPosition | None) -> BinlogPosition 
     return a if pos_key(a) >= pos_key(b) else b
 
 
+# A change's place in the binlog: its transaction's start (file, pos) and its ordinal.
+ChangeId = tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class SyncCheckpoint:
     position: BinlogPosition
     exit_safe: BinlogPosition | None  # replay up to here in safe mode
     tracker: dict[str, Any] | None  # SchemaTracker.to_dict() as of `position`
+    # keyless tables: the last change applied (see the module doc)
+    tables: dict[tuple[str, str], ChangeId] = field(default_factory=dict)
 
 
 async def ensure_table(conn: asyncmy.Connection, meta: str, task: str) -> str:
@@ -60,7 +73,7 @@ async def ensure_table(conn: asyncmy.Connection, meta: str, task: str) -> str:
             " binlog_pos BIGINT UNSIGNED, binlog_gtid TEXT,"
             " exit_safe_binlog_name VARCHAR(255) DEFAULT '',"
             " exit_safe_binlog_pos BIGINT UNSIGNED DEFAULT 0, exit_safe_binlog_gtid TEXT,"
-            " table_info LONGBLOB, is_global BOOLEAN,"
+            " table_info LONGBLOB, is_global BOOLEAN, table_row BIGINT NOT NULL DEFAULT 0,"
             " create_time TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
             " update_time TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
             "  ON UPDATE CURRENT_TIMESTAMP(6),"
@@ -76,10 +89,15 @@ async def load(target: upstream.ConnConfig, meta: str, task: str,
         rows = await upstream.fetchall(
             conn, f"SELECT cp_schema, cp_table, binlog_name, binlog_pos, binlog_gtid,"
                   f" exit_safe_binlog_name, exit_safe_binlog_pos, exit_safe_binlog_gtid,"
-                  f" table_info, is_global FROM {table} WHERE id = %s", (source,))
+                  f" table_info, is_global, table_row FROM {table} WHERE id = %s", (source,))
     glob: SyncCheckpoint | None = None
     exit_safe: BinlogPosition | None = None
+    tables: dict[tuple[str, str], ChangeId] = {}
     for r in rows:
+        if upstream.as_text(r[0]):  # a keyless table's last applied change
+            tables[(upstream.as_text(r[0]), upstream.as_text(r[1]))] = (
+                upstream.as_text(r[2] or ""), int(r[3] or 0), int(r[10] or 0))
+            continue
         pos = BinlogPosition(upstream.as_text(r[2] or ""), int(r[3] or 0),
                              upstream.as_text(r[4] or ""))
         if r[9]:
@@ -94,7 +112,7 @@ async def load(target: upstream.ConnConfig, meta: str, task: str,
         return None
     if exit_safe is not None and pos_key(exit_safe) < pos_key(glob.position):
         exit_safe = None
-    return SyncCheckpoint(glob.position, exit_safe, glob.tracker)
+    return SyncCheckpoint(glob.position, exit_safe, glob.tracker, tables)
 
 
 def save_sql(table: str, source: str, pos: BinlogPosition, exit_safe: BinlogPosition | None,
@@ -118,13 +136,24 @@ def save_sql(table: str, source: str, pos: BinlogPosition, exit_safe: BinlogPosi
 def lane_sql(table: str, source: str, lane: int, pos: BinlogPosition) -> str:
     """A lane's applied position, as SQL text (it is appended to every batch, so it is
     rendered once per batch without a round trip for parameters)."""
-    def lit(s: str) -> str:
-        return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return (f"INSERT INTO {table} (id, cp_schema, cp_table, binlog_name, binlog_pos, "
-            f"binlog_gtid, is_global) VALUES ({lit(source)}, '', 'lane {lane}', "
-            f"{lit(pos.binlog_name)}, {pos.binlog_pos}, {lit(pos.gtid)}, 0) "
+            f"binlog_gtid, is_global) VALUES ({_lit(source)}, '', 'lane {lane}', "
+            f"{_lit(pos.binlog_name)}, {pos.binlog_pos}, {_lit(pos.gtid)}, 0) "
             f"ON DUPLICATE KEY UPDATE binlog_name = VALUES(binlog_name), "
             f"binlog_pos = VALUES(binlog_pos), binlog_gtid = VALUES(binlog_gtid)")
+
+
+def table_sql(table: str, source: str, schema: str, name: str, change: ChangeId) -> str:
+    """A keyless table's last applied change, as SQL text (in the batch's transaction)."""
+    return (f"INSERT INTO {table} (id, cp_schema, cp_table, binlog_name, binlog_pos, "
+            f"table_row, is_global) VALUES ({_lit(source)}, {_lit(schema)}, {_lit(name)}, "
+            f"{_lit(change[0])}, {change[1]}, {change[2]}, 0) ON DUPLICATE KEY UPDATE "
+            f"binlog_name = VALUES(binlog_name), binlog_pos = VALUES(binlog_pos), "
+            f"table_row = VALUES(table_row)")
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 async def save(target: upstream.ConnConfig, meta: str, task: str, source: str,

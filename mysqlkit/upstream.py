@@ -19,6 +19,7 @@ from typing import Any
 import asyncmy
 import asyncmy.errors
 import pymysql
+from asyncmy.constants import CLIENT
 
 from events.errors import CONFIG_INVALID, DB_DRIVER, DMError
 
@@ -144,6 +145,7 @@ async def connect(
     database: str | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     local_infile: bool = False,
+    multi_statements: bool = False,
 ) -> asyncmy.Connection:
     """An autocommit asyncmy connection; the caller closes it (or use `open_conn`).
 
@@ -159,6 +161,7 @@ async def connect(
                     host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password,
                     database=database, charset="utf8mb4", autocommit=True, ssl=ctx,
                     local_infile=local_infile,
+                    client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0,
                     # Only a backstop: the asyncio.timeout above fires first, with a
                     # clearer message than asyncmy's empty "()".
                     connect_timeout=connect_timeout + 1,
