@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import re
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -103,6 +107,36 @@ def api_actor_options() -> dict[str, Any]:
 def stop(owns_ray: bool) -> None:
     """Leave the cluster. A local Ray this process started goes down with everything on it
     (the log keeps the state); a joined cluster keeps serving, its actors are detached."""
+    haproxies = own_haproxies() if owns_ray else []
     ray.shutdown()
     if owns_ray:
+        stop_processes(haproxies)
         log.info("local Ray stopped")
+
+
+def own_haproxies() -> list[int]:
+    """Serve's HAProxy processes of this server (found by the stats port set_serve_env gave
+    it). Serve starts them in sessions of their own and Ray's shutdown leaves them running."""
+    port = os.environ.get("RAY_SERVE_HAPROXY_STATS_PORT")
+    if not port:
+        return []
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            if not cmd[0].endswith(b"/haproxy") or b"-f" not in cmd:
+                continue
+            cfg = Path(cmd[cmd.index(b"-f") + 1].decode()).read_text()
+        except (OSError, IndexError, UnicodeDecodeError):
+            continue
+        if re.search(rf":{port}\b", cfg):
+            pids.append(int(d.name))
+    return pids
+
+
+def stop_processes(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)

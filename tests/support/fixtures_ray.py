@@ -48,7 +48,7 @@ def ray_session() -> Iterator[None]:
     import ray
 
     from actors.config import NAMESPACE
-    from serve_app.server import set_serve_env
+    from serve_app.server import set_serve_env, stop
 
     set_serve_env()
     ray.init(address="local", namespace=NAMESPACE, num_cpus=2, include_dashboard=False,
@@ -56,7 +56,7 @@ def ray_session() -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        stop(owns_ray=True)
 
 
 @pytest.fixture(scope="session")
