@@ -123,3 +123,33 @@ def test_relay_enable_status_local_reading_purge_disable(
 
 def _eq(a: Any, b: Any) -> None:
     assert a == b, (a, b)
+
+
+def test_relay_config_on_create_and_with_status(api: httpx.Client, source1: MariaDBServer,
+                                                tmp_path: Any) -> None:
+    src = f"rcfg-{uuid.uuid4().hex[:6]}"
+    relay_root = str(tmp_path / "relays")
+    body = source_body(source1, src, relay_config={"enable_relay": True,
+                                                   "relay_dir": relay_root})
+    r = api.post("/sources", json=body)
+    assert r.status_code == 201, r.text
+    try:
+        assert r.json()["relay_config"]["enable_relay"] is True
+        listed = api.get("/sources", params={"enable_relay": True}).json()["data"]
+        assert src in [s["source_name"] for s in listed]
+
+        def caught_up() -> dict[str, Any] | None:
+            data = api.get("/sources", params={"with_status": True}).json()["data"]
+            [mine] = [s for s in data if s["source_name"] == src]
+            status = api.get(f"/sources/{q(src)}/status").json()["data"]
+            rs = status[0].get("relay_status")
+            return mine if rs and rs["relay_catch_up_master"] else None
+
+        mine = wait_for(caught_up, "relay caught up")
+        [entry] = mine["status_list"]  # one serving worker: the bound one, relaying
+        assert entry["worker_name"] and "relay_status" in entry
+        assert entry["relay_status"]["relay_dir"] == os.path.join(relay_root, src)
+        assert os.path.isfile(os.path.join(relay_root, src, "relay.meta"))
+    finally:
+        api.post(f"/sources/{q(src)}/relay/disable", json={})
+        api.delete(f"/sources/{q(src)}", params={"force": True})
