@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -173,9 +173,7 @@ def run_inproc(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start:
         repl_threads=args.repl_threads, repl_batch=args.batch,
         start=BinlogPosition(start[0], start[1], ""))
     syncer = Syncer(spec)
-    if args.variant == "multi-statement":
-        _one_round_trip_per_job(syncer)
-    elif args.variant == "no-idle-handover":
+    if args.variant == "no-idle-handover":
         # The reader's on_idle hook ignored: hand-overs only per READ_CHUNK events.
         from mysqlkit.binlog import BinlogReader
         BinlogReader.on_idle = property(lambda r: None,  # type: ignore[assignment]
@@ -216,45 +214,6 @@ def run_inproc(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start:
             spy.send_signal(2)  # SIGINT: py-spy writes its file
             spy.wait(60)
             _print_profile(args.profile)
-
-
-def _one_round_trip_per_job(syncer: Any) -> None:
-    """Experiment (--variant multi-statement): each lane job's statements go to the target
-    as one multi-statement query (BEGIN; ...; lane checkpoint; COMMIT) instead of one
-    round trip per statement, to measure what that would save. Error handling is
-    simplified (a failure raises): a bench-only patch, not the syncer's code."""
-    import asyncmy
-    from asyncmy.constants import CLIENT
-
-    from mysqlkit import checkpoint
-    from mysqlkit.dml import build_batch
-    from mysqlkit.rowcodec import APPLY_SESSION_SQL
-
-    cfg = syncer.spec.tgt
-
-    async def connect() -> Any:
-        conn = await asyncmy.connect(host=cfg.host, port=cfg.port, user=cfg.user,
-                                     password=cfg.password, charset="utf8mb4",
-                                     autocommit=True,
-                                     client_flag=CLIENT.MULTI_STATEMENTS)
-        async with conn.cursor() as cur:
-            await cur.execute(APPLY_SESSION_SQL)
-        return conn
-
-    async def apply(lane: int, conn: Any, job: Any) -> Any:
-        statements = build_batch(job.changes, job.safe)
-        statements.append(checkpoint.lane_sql(syncer._ckpt_table, syncer.spec.source, lane,
-                                              job.txn_start))
-        if conn is None:
-            conn = await connect()
-        async with conn.cursor() as cur:
-            await cur.execute("BEGIN;" + ";".join(statements) + ";COMMIT")
-            while await cur.nextset():
-                pass
-        return conn
-
-    syncer._connect = connect
-    syncer._apply = apply
 
 
 def _cpu(src: MariaDBServer, tgt: MariaDBServer) -> list[float]:
@@ -317,7 +276,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["native", "dmray", "syncer"])
     ap.add_argument("--profile", default="", help="--only syncer: py-spy output file")
     ap.add_argument("--variant", default="as-is",
-                    choices=["as-is", "multi-statement", "no-idle-handover"],
+                    choices=["as-is", "no-idle-handover"],
                     help="--only syncer: the syncer as it is; one round trip per lane job "
                          "(an experiment); without the reader's idle hand-over")
     ap.add_argument("--seed", type=int, default=1)
