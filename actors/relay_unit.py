@@ -9,6 +9,7 @@ and reports its status with every heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from events.errors import BINLOG_PURGED, DMError
-from mysqlkit import upstream
 from mysqlkit.dump import BinlogPosition
 from mysqlkit.relay import RelayWriter, purge_relay, read_meta, relay_files
+from mysqlkit.syncer import master_position
 
 log = logging.getLogger("dmray.relay")
 
@@ -47,6 +48,7 @@ class RelayUnit:
         self.stage = "Running"
         self.error = ""
         self.master = BinlogPosition("", 0, "")
+        self._master_at = 0.0
         self._stop = threading.Event()
         self._writer: RelayWriter | None = None
         self._thread = threading.Thread(target=self._main, daemon=True,
@@ -138,11 +140,11 @@ class RelayUnit:
     def refresh_master(self) -> None:
         """The source's position, for relay_catch_up_master (at most every 2 s)."""
         now = time.monotonic()
-        if now - getattr(self, "_master_at", 0.0) < MASTER_EVERY_S:
+        if now - self._master_at < MASTER_EVERY_S:
             return
         self._master_at = now
         with contextlib.suppress(Exception):
-            self.master = _master_position(self.spec["conn"])
+            self.master = asyncio.run(master_position(self.spec["conn"]))
 
     def status(self) -> dict[str, Any]:
         self.refresh_master()
@@ -167,10 +169,3 @@ class RelayUnit:
                     "stage": self.stage},
                 "relay_binlog": [name, pos], "error_msg": self.error if
                 self.stage != "Running" else ""}
-
-
-def _master_position(cfg: upstream.ConnConfig) -> BinlogPosition:
-    import asyncio
-
-    from mysqlkit.syncer import master_position
-    return asyncio.run(master_position(cfg))

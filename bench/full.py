@@ -37,6 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common_repl import start_dmray  # noqa: E402
 from tests.support.fixtures_ray import free_port  # noqa: E402
 from tests.support.mariadb import MariaDBServer, start_servers  # noqa: E402
 
@@ -125,15 +126,6 @@ def fill(src: MariaDBServer, tables: int, rows: int) -> None:
 def checksums(server: MariaDBServer, schema: str, tables: int) -> list[int]:
     names = ", ".join(f"`{schema}`.sbtest{i}" for i in range(1, tables + 1))
     return [int(r[1]) for r in server.query(f"CHECKSUM TABLE {names}")]
-
-
-def start_dmray(port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.Popen(
-        [sys.executable, "-m", "serve_app.cli", "serve", "--data-dir",
-         tempfile.mkdtemp(prefix="dmray-bench-"), "--port", str(port), "--host", "127.0.0.1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int, cpu: Cpu) -> float:

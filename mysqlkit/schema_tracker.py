@@ -151,6 +151,15 @@ def _find(items: Sequence[_Named], name: str) -> int:
     return -1
 
 
+def _existing(items: Sequence[_Named], name: str, if_exists: bool, what: str) -> int:
+    """Index of the named column/key; -1 when it is missing and IF EXISTS allows that
+    (the alteration is then a no-op); otherwise a missing one does not fit."""
+    i = _find(items, name)
+    if i < 0 and not if_exists:
+        raise _Invalid(f"{what} {name} does not exist")
+    return i
+
+
 def _auto_name(first_column: str, existing: list[Index]) -> str:
     """MySQL's name for an unnamed key: its first column, then _2, _3, ..."""
     name, n = first_column, 2
@@ -250,22 +259,18 @@ class _Work:
                     raise _Invalid(f"duplicate column {col.name}")
                 self.place(col, spec, len(self.columns))
             else:
-                i = _find(self.columns, spec.name)
+                i = _existing(self.columns, spec.name, spec.if_exists, "column")
                 if i < 0:
-                    if spec.if_exists:
-                        return
-                    raise _Invalid(f"column {spec.name} does not exist")
+                    return
                 del self.columns[i]
                 if op == "change_column":
                     self.rename_in_keys(spec.name, col.name)
                 self.place(col, spec, i)
             self.inline_keys(spec, col.name)
         elif op == "drop_column":
-            i = _find(self.columns, spec.name)
+            i = _existing(self.columns, spec.name, spec.if_exists, "column")
             if i < 0:
-                if spec.if_exists:
-                    return
-                raise _Invalid(f"column {spec.name} does not exist")
+                return
             del self.columns[i]
             self.drop_from_keys(spec.name)
         elif op == "rename_column":
@@ -281,11 +286,9 @@ class _Work:
         elif op == "drop_primary_key":
             self.indexes = [ix for ix in self.indexes if ix.kind != "primary"]
         elif op == "drop_index":
-            i = _find(self.indexes, spec.name)
+            i = _existing(self.indexes, spec.name, spec.if_exists, "key")
             if i < 0:
-                if spec.if_exists:
-                    return
-                raise _Invalid(f"key {spec.name} does not exist")
+                return
             del self.indexes[i]
         elif op == "rename_index":
             i = _find(self.indexes, spec.name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -567,10 +568,7 @@ class Syncer:
                     # The commit may have happened before the connection dropped: the
                     # retry must be idempotent.
                     safe = True
-                    if attempt:  # a first failure may be a stale idle connection
-                        self.retrying = str(SYNC_EXEC(_short(exc)))
-                        await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1,
-                                                                len(RETRY_BACKOFF_S) - 1)])
+                    await self._wait_to_retry(attempt, exc)
                     continue
                 if isinstance(exc, DMError):
                     raise
@@ -601,10 +599,14 @@ class Syncer:
                 if (code not in _TRANSIENT and code is not None) or attempt >= \
                         MAX_TRANSIENT_RETRIES:
                     raise SYNC_EXEC(_short(exc)) from None
-                if attempt:  # a first failure may be a stale idle connection
-                    self.retrying = str(SYNC_EXEC(_short(exc)))
-                    await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1,
-                                                            len(RETRY_BACKOFF_S) - 1)])
+                await self._wait_to_retry(attempt, exc)
+
+    async def _wait_to_retry(self, attempt: int, exc: BaseException) -> None:
+        """Before retrying a transient error: at once the first time (a stale idle
+        connection is normal), then with backoff, shown in status meanwhile."""
+        if attempt:
+            self.retrying = str(SYNC_EXEC(_short(exc)))
+            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)])
 
     # --- DDL ------------------------------------------------------------------------
     async def _query(self, ev: QueryChange) -> None:
@@ -767,7 +769,6 @@ def _errno(exc: BaseException) -> int | None:
 
 
 def _errno_in(err: DMError) -> int | None:
-    import re
     m = re.search(r"\((\d{4}),", err.cause or "") or re.search(r"\((\d{4}),", err.message)
     return int(m.group(1)) if m else None
 
