@@ -24,6 +24,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.chunk_worker import ChunkWorker, checkpoint_table
+from actors.deferred_indexes import IndexBuilder, TargetTable, create_tables, drop_marks
 from actors.remote import COORDINATOR, get_actor, worker_actor_name
 from actors.sync_worker import SyncWorker, build_spec
 from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
@@ -40,7 +41,6 @@ from mysqlkit.dumpfiles import (
     write_schema_create,
     write_table_schema,
 )
-from mysqlkit.load import create_target_table
 from mysqlkit.routing import migrate_targets, router_for_source
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo, table_info
@@ -99,7 +99,8 @@ async def done_chunks(target: upstream.ConnConfig, meta: str, task: str,
 async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
                            source: str | None) -> None:
     """remove_meta (one source) or delete without keep_meta (the whole tables): the
-    loader's chunk checkpoints and the syncer's position and schema tracker."""
+    loader's chunk checkpoints, the syncer's position and schema tracker; on delete also
+    the deferred-index marks (see actors/deferred_indexes.drop_marks)."""
     table = checkpoint_table(meta, task)
     async with upstream.open_conn(target) as conn, conn.cursor() as cur:
         if source is None:
@@ -110,6 +111,8 @@ async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
                               (table.split(".", 1)[1].strip("`").replace("``", "`"),))
             if await cur.fetchone():
                 await cur.execute(f"DELETE FROM {table} WHERE source_name = %s", (source,))
+    if source is None:
+        await drop_marks(target, meta, task)
     await sync_checkpoint.drop(target, meta, task, source)
 
 
@@ -136,6 +139,7 @@ class SubtaskRunner:
         self.gtid = ""
         self.position: BinlogPosition | None = None
         self._sync_worker: Any = None
+        self._indexes: IndexBuilder | None = None  # the load's deferred-index ALTERs
         self.sync_status: dict[str, Any] | None = None
         self.retrying = ""
         # The worker (and its Ray node) this subtask's data actors run on; None while
@@ -201,6 +205,8 @@ class SubtaskRunner:
             error = API_ERROR(scrub(f"{type(exc).__name__}: {exc}"))
         finally:
             self._kill_workers()
+            if self._indexes is not None:
+                self._indexes.cancel()
             self.placed.set()
         await self.mgr.runner_done(self.source, self, error)
 
@@ -340,11 +346,13 @@ class SubtaskRunner:
                 for c in plan if (data_dir / chunk_file_name(
                     c["schema"], c["table"], int(c["index"]))).exists()}
         else:
-            async with upstream.open_conn(tgt) as conn:
-                for s, t in pairs:
-                    await create_target_table(conn, infos[(s.schema, s.table)].create_sql,
-                                              t.schema, t.table)
+            pending = await create_tables(tgt, meta, mgr.name, self.source, [
+                TargetTable(s.table, infos[(s.schema, s.table)].create_sql, t.schema, t.table)
+                for s, t in pairs])
+            self._indexes = IndexBuilder(tgt, meta, mgr.name, self.source, pending, plan,
+                                         import_threads)
             done = await done_chunks(tgt, meta, mgr.name, self.source)
+            self._indexes.update(done)
         for rows, nbytes in done.values():
             self.rows += rows
             self.bytes += nbytes
@@ -374,11 +382,15 @@ class SubtaskRunner:
                 else:
                     done = await done_chunks(tgt, meta, mgr.name, self.source)
                     remaining = [c for c in plan if chunk_key(c) not in done]
+                    if self._indexes is not None:  # chunks whose answer the lost worker took
+                        self._indexes.update(done)
                 self.done_chunks = self.total_chunks - len(remaining)
         if to_files:
             if self.position is not None:
                 write_metadata(data_dir, self.position, started, dt.datetime.now())
         else:
+            if self._indexes is not None:  # not Finished (nor Sync) before the last ALTER
+                await self._indexes.finish()
             self.unit = "Load"
         await self._record_progress()
 
@@ -455,18 +467,21 @@ class SubtaskRunner:
             self.binlog = f"({p.binlog_name}, {p.binlog_pos})" if p.binlog_name else ""
             self.gtid = p.gtid
         plan: list[dict[str, Any]] = []
-        async with upstream.open_conn(tgt) as conn:
-            for t in listing.tables:
-                dest = router.route(t.schema, t.table)
-                if dest is None:
-                    continue
-                create_sql = await asyncio.to_thread(read_create_table, t.schema_file)
-                await create_target_table(conn, create_sql, dest.schema, dest.table)
-                for i, path in enumerate(t.data_files):
-                    plan.append({"schema": t.schema, "table": t.table, "index": i,
-                                 "path": str(path), "target_schema": dest.schema,
-                                 "target_table": dest.table,
-                                 "est_rows": 0, "size": path.stat().st_size})
+        tables: list[TargetTable] = []
+        for t in listing.tables:
+            dest = router.route(t.schema, t.table)
+            if dest is None:
+                continue
+            create_sql = await asyncio.to_thread(read_create_table, t.schema_file)
+            tables.append(TargetTable(t.table, create_sql, dest.schema, dest.table))
+            for i, path in enumerate(t.data_files):
+                plan.append({"schema": t.schema, "table": t.table, "index": i,
+                             "path": str(path), "target_schema": dest.schema,
+                             "target_table": dest.table,
+                             "est_rows": 0, "size": path.stat().st_size})
+        pending = await create_tables(tgt, task.meta_schema, mgr.name, self.source, tables)
+        indexes = self._indexes = IndexBuilder(tgt, task.meta_schema, mgr.name, self.source,
+                                               pending, plan, import_threads)
         self.total_chunks = len(plan)
         self.total_tables = len({(c["schema"], c["table"]) for c in plan})
         attempt = 0
@@ -478,6 +493,7 @@ class SubtaskRunner:
             remaining = [c for c in plan if chunk_key(c) not in done]
             self.done_chunks = self.total_chunks - len(remaining)
             self._update_done_tables(plan, self.done_keys)
+            indexes.update(done)
             if not remaining:
                 break
             try:
@@ -489,6 +505,7 @@ class SubtaskRunner:
                     raise API_ERROR(f"load workers lost {attempt} times: "
                                     f"{type(exc).__name__}") from None
                 self._kill_workers()
+        await indexes.finish()  # not Finished before the last ALTER
         await self._record_progress()
 
     async def _load_chunk_files(self, remaining: list[dict[str, Any]],
@@ -524,6 +541,9 @@ class SubtaskRunner:
         self.done_chunks += 1
         self.done_keys.add(chunk_key(c))
         self._update_done_tables(plan, self.done_keys)
+        if self._indexes is not None:
+            self._indexes.update([chunk_key(c)])
+            self._indexes.check()  # a failed ALTER stops the lanes: the subtask pauses
 
     async def _spawn_workers(self, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
                              export_threads: int, import_threads: int, on_dup: str,

@@ -11,7 +11,8 @@ tests do), fills the source with sysbench-shaped tables, then times
       twice: with `-e` (the restore is binlogged on the target, as dmray's is: the
       like-for-like peer) and with myloader's default, which runs SET SQL_LOG_BIN=0
       (Debian's mydumper package; `apt-get install mydumper`).
-Each target is verified against the source with CHECKSUM TABLE. Prints a markdown table
+Each target is verified against the source with CHECKSUM TABLE and its indexes
+(information_schema.STATISTICS). Prints a markdown table
 with wall seconds, rows/s, MB/s, the CPU seconds each side cost (source server, target
 server, the tool's own processes), the target binlog bytes written, and the ratios of
 wall times (dmray / peer).
@@ -128,6 +129,15 @@ def checksums(server: MariaDBServer, schema: str, tables: int) -> list[int]:
     return [int(r[1]) for r in server.query(f"CHECKSUM TABLE {names}")]
 
 
+def indexes(server: MariaDBServer, schema: str) -> list[tuple[object, ...]]:
+    """Every index of the schema's tables, column by column (dmray adds plain secondary
+    indexes after the rows: they must all be there at the end)."""
+    return [tuple(r) for r in server.query(
+        "SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, SUB_PART, "
+        "INDEX_TYPE FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+        "ORDER BY 1, 2, 3", (schema,))]
+
+
 def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int, cpu: Cpu) -> float:
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
@@ -233,11 +243,13 @@ def main() -> None:
         size = int(src.query(f"SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES "
                              f"WHERE TABLE_SCHEMA='{SCHEMA}'")[0][0])
         expect = checksums(src, SCHEMA, args.tables)
+        expect_ix = indexes(src, SCHEMA)
 
         cpu, b0 = Cpu(src, tgt), binlog_bytes(tgt)
         dm_s = run_dmray(src, tgt, args.threads, cpu)
         rows.append(("dmray full task", dm_s, "", cpu, binlog_bytes(tgt) - b0,
-                     checksums(tgt, "dmray_" + SCHEMA, args.tables) == expect))
+                     checksums(tgt, "dmray_" + SCHEMA, args.tables) == expect
+                     and indexes(tgt, "dmray_" + SCHEMA) == expect_ix))
         dump_cpu = Cpu(src, tgt)
         dump_dir, dump_s = run_mydumper(src, args.threads, dump_cpu)
         for binlog, schema, label in ((True, "myloader_e_", "mydumper + myloader -e"),
@@ -248,7 +260,8 @@ def main() -> None:
             load_s = run_myloader(tgt, dump_dir, schema + SCHEMA, args.threads, binlog, cpu)
             rows.append((label, dump_s + load_s, f" (dump {dump_s:.1f} + load {load_s:.1f})",
                          cpu, binlog_bytes(tgt) - b0,
-                         checksums(tgt, schema + SCHEMA, args.tables) == expect))
+                         checksums(tgt, schema + SCHEMA, args.tables) == expect
+                         and indexes(tgt, schema + SCHEMA) == expect_ix))
         shutil.rmtree(dump_dir, ignore_errors=True)
     finally:
         src.stop()
@@ -259,7 +272,7 @@ def main() -> None:
           f"({total_rows} rows, {mb:.0f} MB of InnoDB data), {args.threads} threads; "
           f"load average before: {load_before}")
     print("| tool | wall s | rows/s | MB/s | CPU s: source / target / tool | "
-          "target binlog MB | CHECKSUM TABLE equal |")
+          "target binlog MB | CHECKSUM TABLE and indexes equal |")
     print("|---|---|---|---|---|---|---|")
     for label, wall, detail, cpu, blog, ok in rows:
         print(f"| {label} | {wall:.1f}{detail} | {total_rows / wall:,.0f} | {mb / wall:.1f} | "

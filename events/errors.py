@@ -198,6 +198,10 @@ LOAD_TABLE_MISMATCH = ErrorCode(34102, "table {} already exists in the target wi
                                        "structure: {}", ErrScope.DOWNSTREAM, ErrLevel.HIGH,
                                 "Please drop or fix the target table, or route to another "
                                 "table.")
+LOAD_ADD_INDEX = ErrorCode(34103, "adding the deferred secondary indexes of {} failed",
+                           ErrScope.DOWNSTREAM, ErrLevel.HIGH,
+                           "Please fix the cause on the target, then start the task again: it "
+                           "adds the indexes that are still missing.")
 
 # --- tasks, precheck ---
 CHECK_ITEM_NOT_SUPPORTED = ErrorCode(

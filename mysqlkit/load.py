@@ -16,27 +16,32 @@ import asyncmy.errors
 
 from events.errors import (
     DB_DRIVER,
+    LOAD_ADD_INDEX,
     LOAD_DUPLICATE_ENTRY,
     LOAD_INVALID_INSERT_SQL,
     LOAD_NOT_CREATE_TABLE,
     LOAD_TABLE_MISMATCH,
     DMError,
 )
+from mysqlkit.deferred_index import alter_add_indexes, index_name
 from mysqlkit.dump import SESSION_SETTINGS
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo, load_field
 from mysqlkit.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnConfig,
+    as_text,
     connect,
     driver_error,
     fetchall,
+    open_conn,
 )
 
 __all__ = [
     "LOAD_SESSION_SETTINGS",
     "ON_DUPLICATE_MODES",
     "Lines",
+    "add_missing_indexes",
     "connect_for_load",
     "create_target_table",
     "load_data",
@@ -46,6 +51,7 @@ __all__ = [
     "prepare_load_session",
     "rename_create_table",
     "table_columns",
+    "table_exists",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ ON_DUPLICATE_MODES = ("replace", "ignore", "error")
 LOAD_SESSION_SETTINGS = SESSION_SETTINGS + ", SESSION foreign_key_checks = 0"
 
 _ER_DUP_ENTRY = 1062
+_ER_DUP_KEYNAME = 1061
 
 # The head of a data statement, after optional whitespace: INSERT [IGNORE] INTO or REPLACE
 # INTO (mydumper and mysqldump write plain INSERT INTO) and the table name, optionally
@@ -412,10 +419,7 @@ async def create_target_table(conn: asyncmy.Connection, create_sql: str, target_
         # accepts the zero-date defaults the source accepted.
         await prepare_load_session(conn)
         await conn.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_schema)}")
-        exists = await fetchall(
-            conn, "SELECT 1 FROM information_schema.TABLES "
-                  "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (target_schema, target_table))
-        if not exists:
+        if not await table_exists(conn, target_schema, target_table):
             await conn.query(ddl)
             return True
         [row] = await fetchall(conn, f"SHOW CREATE TABLE {name}")
@@ -428,6 +432,60 @@ async def create_target_table(conn: asyncmy.Connection, create_sql: str, target_
     if want != have:
         raise LOAD_TABLE_MISMATCH(name, _describe_mismatch(want, have))
     return False
+
+
+async def table_exists(conn: asyncmy.Connection, schema: str, table: str) -> bool:
+    return bool(await fetchall(
+        conn, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+              "AND TABLE_NAME = %s", (schema, table)))
+
+
+async def add_missing_indexes(cfg: ConnConfig, schema: str, table: str,
+                              definitions: Sequence[str]) -> list[str]:
+    """ALTER TABLE ... ADD those of `definitions` (deferred_index.split_create's) whose
+    index name the table lacks, all in one statement; returns the names added.
+
+    Idempotent: after a crash that followed the ALTER, or with another subtask adding the
+    same indexes, nothing is left to add (a concurrent ALTER that wins is 1061, and we
+    look again). Cancelled mid-ALTER, it kills the statement, which the server would
+    otherwise finish alone. Errors are LOAD_ADD_INDEX with the server's message."""
+    name = f"{quote_ident(schema)}.{quote_ident(table)}"
+    conn = await connect(cfg)
+    conn_id = 0
+    try:
+        [(conn_id,)] = await fetchall(conn, "SELECT CONNECTION_ID()")
+        await prepare_load_session(conn)
+        for _ in range(3):
+            have = {as_text(r[0]).lower() for r in await fetchall(
+                conn, "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS "
+                      "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, table))}
+            missing = [d for d in definitions if index_name(d).lower() not in have]
+            if not missing:
+                return []
+            try:
+                await conn.query(alter_add_indexes(schema, table, missing))
+            except asyncmy.errors.MySQLError as exc:
+                if exc.args and exc.args[0] == _ER_DUP_KEYNAME:
+                    continue
+                raise
+            return [index_name(d) for d in missing]
+        raise LOAD_ADD_INDEX(name, cause="the indexes kept being added concurrently")
+    except asyncio.CancelledError:
+        if conn_id:
+            await _kill_query(cfg, int(conn_id))
+        raise
+    except (asyncmy.errors.MySQLError, OSError) as exc:
+        raise LOAD_ADD_INDEX(name, cause=driver_error(exc, cfg).cause) from None
+    finally:
+        conn.close()
+
+
+async def _kill_query(cfg: ConnConfig, conn_id: int) -> None:
+    try:
+        async with asyncio.timeout(5), open_conn(cfg) as conn:
+            await conn.query(f"KILL QUERY {conn_id}")
+    except (DMError, asyncmy.errors.MySQLError, OSError, TimeoutError):
+        pass  # gone already, or the target is down: nothing left to stop
 
 
 def _describe_mismatch(want: list[tuple[str, str]], have: list[tuple[str, str]]) -> str:
