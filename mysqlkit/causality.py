@@ -23,14 +23,19 @@ __all__ = ["Causality", "change_keys", "fold_value"]
 class Causality:
     """Key → lane bindings for `n_lanes` lanes, valid until `reset()`."""
 
-    __slots__ = ("_bound", "_next", "n_lanes")
+    __slots__ = ("_bound", "_left", "_next", "n_lanes", "stride")
 
-    def __init__(self, n_lanes: int) -> None:
-        if n_lanes < 1:
-            raise ValueError("n_lanes must be at least 1")
+    def __init__(self, n_lanes: int, stride: int = 1) -> None:
+        """`stride`: unrelated changes go to one lane `stride` at a time before the next
+        lane's turn, so a lane's batch holds whole runs of a transaction (one multi-row
+        statement each) rather than every n-th row of each."""
+        if n_lanes < 1 or stride < 1:
+            raise ValueError("n_lanes and stride must be at least 1")
         self.n_lanes = n_lanes
+        self.stride = stride
         self._bound: dict[str, int] = {}
         self._next = 0
+        self._left = stride
 
     def __len__(self) -> int:
         return len(self._bound)
@@ -47,9 +52,12 @@ class Causality:
                     return None
                 lane = got
         if lane is None:
-            # Unrelated changes go round-robin, which balances lanes within one batch.
+            # Unrelated changes go round-robin, `stride` at a time, which balances lanes.
             lane = self._next
-            self._next = (lane + 1) % self.n_lanes
+            self._left -= 1
+            if not self._left:
+                self._left = self.stride
+                self._next = (lane + 1) % self.n_lanes
         for k in keys:
             bound[k] = lane
         return lane

@@ -22,8 +22,13 @@ Merging never reorders two operations on one row:
 - the rows of a DELETE run are distinct live rows (or repeats, deleted once either way), so
   deletes commute and one statement per run is exact; rows found by all columns need
   `LIMIT 1` each, hence a statement each;
-- non-safe UPDATEs are one statement per row (a key may change: `SET` all columns `WHERE`
-  the before key); safe-mode updates become REPLACE of the after row, preceded by a DELETE
+- non-safe UPDATEs that keep their key (the same literal text) merge into one
+  `UPDATE … SET c = CASE WHEN key=… THEN … END, … WHERE key IN (…)` per run when the
+  change allows it (`RowChange.merge_updates`: a NOT NULL key compared exactly, no other
+  unique key whose values could move between the rows in binlog order); a repeated key
+  starts a new statement, since CASE takes the first match. Other updates are one
+  statement per row (a key may change: `SET` all columns `WHERE` the before key).
+  Safe-mode updates become REPLACE of the after row, preceded by a DELETE
   of the before row when its key changes or the row has no usable key; consecutive
   REPLACE rows share one statement, a DELETE splitting it.
 
@@ -60,6 +65,10 @@ NULL = "NULL"
 # ordinary rows, and keeps MariaDB's IN-list-to-subquery conversion (1000 values) away.
 DEFAULT_MAX_ROWS = 512
 
+# Rows per merged UPDATE: each row's CASE compares its key with every WHEN of the
+# statement, so the server's work grows with the square of this.
+MAX_MERGED_UPDATES = 64
+
 _CACHE_LIMIT = 4096
 
 
@@ -70,6 +79,9 @@ class RowChange:
     `columns` names every column of the binlog row, positionally; `skip` holds the indexes
     of generated columns, never written; `key` the indexes of the identifying columns (empty:
     the table has no key). `before` is set for update/delete, `after` for insert/update.
+    `merge_updates`: key-preserving updates of this table may share one statement (the
+    key identifies rows exactly: NOT NULL, compared without case or accent folding, and
+    the table has no other unique key).
     """
 
     kind: ChangeKind
@@ -80,14 +92,15 @@ class RowChange:
     key: tuple[int, ...] = ()
     before: tuple[str, ...] | None = None
     after: tuple[str, ...] | None = None
+    merge_updates: bool = False
 
 
 class TableSQL:
     """Per-table statement parts, built once per (schema, table, columns, skip, key)."""
 
     __slots__ = (
-        "delete_head", "insert_head", "key", "key_eq", "key_in_head", "name", "ncols",
-        "null_cond", "replace_head", "update_head", "write", "write_eq",
+        "delete_head", "insert_head", "key", "key_eq", "name", "ncols",
+        "null_cond", "replace_head", "update_head", "value_eq", "write", "write_eq",
     )
 
     def __init__(self, schema: str, table: str, columns: tuple[str, ...],
@@ -110,9 +123,9 @@ class TableSQL:
         self.key_eq = tuple(quoted[i] + "=" for i in key)
         # Key columns may be generated (a unique index on a stored generated column): they
         # can be compared, only never written.
-        self.key_in_head = (f"DELETE FROM {self.name} WHERE {quoted[key[0]]} IN ("
-                            if len(key) == 1 else "")
         self.write_eq = tuple(quoted[i] + "=" for i in self.write)
+        # The written columns outside the key: what a key-preserving update sets.
+        self.value_eq = tuple((i, quoted[i] + "=") for i in self.write if i not in key)
         self.null_cond = tuple(quoted[i] + " IS NULL" for i in self.write)
 
     def check(self, values: tuple[str, ...] | None, change: RowChange) -> tuple[str, ...]:
@@ -150,15 +163,27 @@ class TableSQL:
             return " WHERE " + self.key_cond(kv)
         return " WHERE " + self.full_cond(values) + " LIMIT 1"
 
+    def keys_cond(self, keys: list[tuple[str, ...]]) -> str:
+        """A condition matching the rows with these (non-NULL, several) keys."""
+        if len(self.key) == 1:
+            return self.key_eq[0][:-1] + " IN (" + ",".join([k[0] for k in keys]) + ")"
+        # OR of ANDs rather than `(a,b) IN ((..),(..))`: MariaDB's range optimizer handles
+        # the former on any version (see tests/test_dml_apply.py's EXPLAIN check).
+        return " OR ".join(["(" + self.key_cond(k) + ")" for k in keys])
+
     def delete_keys(self, keys: list[tuple[str, ...]]) -> str:
         """One DELETE of rows with these (non-NULL) keys."""
         if len(keys) == 1:
             return self.delete_head + self.key_cond(keys[0])
-        if self.key_in_head:
-            return self.key_in_head + ",".join([k[0] for k in keys]) + ")"
-        # OR of ANDs rather than `(a,b) IN ((..),(..))`: MariaDB's range optimizer handles
-        # the former on any version (see tests/test_dml_apply.py's EXPLAIN check).
-        return self.delete_head + " OR ".join(["(" + self.key_cond(k) + ")" for k in keys])
+        return self.delete_head + self.keys_cond(keys)
+
+    def update_keys(self, keys: list[tuple[str, ...]], afters: list[tuple[str, ...]]) -> str:
+        """One UPDATE giving each row found by its key (unchanged, non-NULL, distinct) the
+        values of its after image: a CASE per written non-key column."""
+        whens = [" WHEN " + self.key_cond(k) + " THEN " for k in keys]
+        sets = [eq + "CASE" + "".join([w + a[i] for w, a in zip(whens, afters, strict=True)])
+                + " END" for i, eq in self.value_eq]
+        return self.update_head + ",".join(sets) + " WHERE " + self.keys_cond(keys)
 
 
 _cache: dict[tuple[str, str, tuple[str, ...], frozenset[int], tuple[int, ...]], TableSQL] = {}
@@ -216,6 +241,8 @@ def build_batch(changes: Sequence[RowChange], safe_mode: bool,
         elif first.kind == "update":
             if safe_mode:
                 _safe_updates(t, run, max_rows, out)
+            elif first.merge_updates and t.value_eq:
+                _merged_updates(t, run, min(max_rows, MAX_MERGED_UPDATES), out)
             else:
                 _updates(t, run, out)
         else:
@@ -271,8 +298,50 @@ def _updates(t: TableSQL, run: Sequence[RowChange], out: list[str]) -> None:
     for c in run:
         before = t.check(c.before, c)
         after = t.check(c.after, c)
-        sets = ",".join([eq + after[i] for eq, i in zip(t.write_eq, t.write, strict=True)])
-        out.append(t.update_head + sets + t.where(before))
+        out.append(t.update_head + _sets(t, after) + t.where(before))
+
+
+def _merged_updates(t: TableSQL, run: Sequence[RowChange], max_rows: int,
+                    out: list[str]) -> None:
+    keys: list[tuple[str, ...]] = []
+    afters: list[tuple[str, ...]] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def flush() -> None:
+        if len(keys) == 1:
+            _update_one(t, keys[0], afters[0], out)
+        elif keys:
+            out.append(t.update_keys(keys, afters))
+        keys.clear()
+        afters.clear()
+        seen.clear()
+
+    for c in run:
+        before = t.check(c.before, c)
+        after = t.check(c.after, c)
+        kb = t.key_values(before)
+        if kb is None or kb != t.key_values(after):
+            flush()  # the key changes (or finds nothing exactly): a statement of its own
+            out.append(t.update_head + _sets(t, after) + t.where(before))
+            continue
+        if kb in seen:
+            flush()  # CASE would take the first of two updates of one row
+        seen.add(kb)
+        keys.append(kb)
+        afters.append(after)
+        if len(keys) >= max_rows:
+            flush()
+    flush()
+
+
+def _update_one(t: TableSQL, key: tuple[str, ...], after: tuple[str, ...],
+                out: list[str]) -> None:
+    out.append(t.update_head + ",".join([eq + after[i] for i, eq in t.value_eq])
+               + " WHERE " + t.key_cond(key))
+
+
+def _sets(t: TableSQL, after: tuple[str, ...]) -> str:
+    return ",".join([eq + after[i] for eq, i in zip(t.write_eq, t.write, strict=True)])
 
 
 def _safe_updates(t: TableSQL, run: Sequence[RowChange], max_rows: int,

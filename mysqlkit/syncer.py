@@ -50,7 +50,7 @@ from mysqlkit.binlog import (
 )
 from mysqlkit.binlog_filter import BinlogFilter
 from mysqlkit.causality import Causality, change_keys
-from mysqlkit.ddl import DDL, parse_ddl
+from mysqlkit.ddl import DDL, Column, parse_ddl
 from mysqlkit.dml import ChangeKind, RowChange, build_batch
 from mysqlkit.dump import BinlogPosition
 from mysqlkit.routing import TableRouter
@@ -139,7 +139,7 @@ class Syncer:
         # the current transaction (its changes' ordinal).
         self._table_done: dict[tuple[str, str], checkpoint.ChangeId] = {}
         self._ordinal = 0
-        self._causality = Causality(max(1, spec.repl_threads))
+        self._causality = Causality(max(1, spec.repl_threads), max(1, spec.repl_batch))
         self._txn_start: BinlogPosition | None = None
         self._last_flush = time.monotonic()
         self._ckpt_table = checkpoint.table_name(spec.meta, spec.task)
@@ -447,10 +447,10 @@ class Syncer:
         table_key = (ev.schema, ev.table)
         done = None if tm.exact else self._table_done.get(table_key)
         for i, ch in enumerate(changes):
-            change_id = (txn_start.binlog_name, txn_start.binlog_pos, first + i + 1)
             if tm.exact:
-                keys = change_keys(ch, unique_keys=tm.unique_keys)
+                keys = tm.keys(ch)
             else:
+                change_id = (txn_start.binlog_name, txn_start.binlog_pos, first + i + 1)
                 if done is not None and change_id <= done:
                     continue  # applied before the restart: a replay would add it twice
                 # One lane at a time for the table, in binlog order (see checkpoint).
@@ -708,6 +708,13 @@ class _TableMap:
     unique_keys: tuple[tuple[int, ...], ...]  # the other unique keys, for causality
     # A key of NOT NULL columns identifies every row: safe mode makes replays idempotent.
     exact: bool
+    # The key holds text that a case- or accent-insensitive collation may compare equal
+    # under another spelling: causality keys are folded.
+    fold: bool
+    # Causality keys the fast way: one key column, no folding, no other unique key.
+    simple_key: int | None
+    merge_updates: bool
+    prefix: str  # of causality keys
 
     @staticmethod
     def build(ts: TableSchema, target_schema: str, target_table: str) -> _TableMap:
@@ -719,13 +726,41 @@ class _TableMap:
                     if tuple(uk) != tuple(key_names))
         exact = bool(key_names) and all(
             (c := ts.column(k)) is not None and not c.nullable for k in key_names)
-        return _TableMap(ts, target_schema, target_table, names, skip, key, uks, exact)
+        fold = any(_folds(ts.columns[i]) for i in key)
+        plain = exact and not fold and not uks
+        return _TableMap(ts, target_schema, target_table, names, skip, key, uks, exact, fold,
+                         key[0] if plain and len(key) == 1 else None, plain,
+                         f"{target_schema}.{target_table}:")
 
     def change(self, kind: ChangeKind, before: tuple[str, ...] | None,
                after: tuple[str, ...] | None) -> RowChange:
-        return RowChange(kind=kind, schema=self.target_schema, table=self.target_table,
-                         columns=self.columns, skip=self.skip, key=self.key, before=before,
-                         after=after)
+        return RowChange(kind, self.target_schema, self.target_table, self.columns, self.skip,
+                         self.key, before, after, self.merge_updates)
+
+    def keys(self, ch: RowChange) -> list[str]:
+        """The change's causality keys (see causality.change_keys)."""
+        k = self.simple_key
+        if k is None:
+            return change_keys(ch, fold=self.fold, unique_keys=self.unique_keys)
+        b, a = ch.before, ch.after
+        if b is None:
+            return [self.prefix + a[k]]  # type: ignore[index]
+        if a is None or a[k] == b[k]:
+            return [self.prefix + b[k]]
+        return [self.prefix + b[k], self.prefix + a[k]]
+
+
+def _folds(col: Column) -> bool:
+    """Whether equal values of this column may differ in text (a non-binary collation of
+    a text type). ENUM and SET arrive as numbers; unknown collations count as folding."""
+    if col.data_type not in _TEXT_TYPES or col.charset == "binary":
+        return False
+    m = _COLLATE_RE.search(col.definition)
+    return not (m and m.group(1).lower().endswith("_bin"))
+
+
+_TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
+_COLLATE_RE = re.compile(r"\bCOLLATE\s+`?(\w+)", re.IGNORECASE)
 
 
 async def master_position(cfg: upstream.ConnConfig) -> BinlogPosition:

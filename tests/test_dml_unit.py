@@ -25,8 +25,8 @@ def dele(*before: str, table: str = "t", cols: tuple[str, ...] = COLS,
 
 def upd(before: tuple[str, ...], after: tuple[str, ...], table: str = "t",
         cols: tuple[str, ...] = COLS, key: tuple[int, ...] = (0,),
-        skip: frozenset[int] = frozenset()) -> RowChange:
-    return RowChange("update", "s", table, cols, skip, key, before, after)
+        skip: frozenset[int] = frozenset(), merge: bool = False) -> RowChange:
+    return RowChange("update", "s", table, cols, skip, key, before, after, merge)
 
 
 # --- inserts -----------------------------------------------------------------------------------
@@ -161,6 +161,56 @@ def test_update_without_key_or_null_key() -> None:
         "UPDATE `s`.`t` SET `a`=3,`b`=1,`v`=2 WHERE `a` IS NULL AND `b`=1 AND `v`=2 LIMIT 1"]
 
 
+def test_key_preserving_updates_merge_into_one_case_statement() -> None:
+    out = build_batch([upd(("1", "'a'"), ("1", "'b'"), merge=True),
+                       upd(("2", "'a'"), ("2", "NULL"), merge=True)], False)
+    assert out == ["UPDATE `s`.`t` SET `v`=CASE WHEN `id`=1 THEN 'b' WHEN `id`=2 THEN NULL END"
+                   " WHERE `id` IN (1,2)"]
+    # Composite key, a generated column (never set) and the key columns left alone.
+    out = build_batch([upd(("1", "'x'", "5"), ("1", "'x'", "6"), cols=COLS2, key=(0, 1),
+                           merge=True),
+                       upd(("2", "'y'", "7"), ("2", "'y'", "8"), cols=COLS2, key=(0, 1),
+                           merge=True)], False)
+    assert out == ["UPDATE `s`.`t` SET `v`=CASE WHEN `a`=1 AND `b`='x' THEN 6 "
+                   "WHEN `a`=2 AND `b`='y' THEN 8 END "
+                   "WHERE (`a`=1 AND `b`='x') OR (`a`=2 AND `b`='y')"]
+    out = build_batch([upd(("1", "2", "3"), ("1", "2", "4"), cols=GCOLS, skip=frozenset({1}),
+                           merge=True),
+                       upd(("2", "3", "4"), ("2", "5", "6"), cols=GCOLS, skip=frozenset({1}),
+                           merge=True)], False)
+    assert out == ["UPDATE `s`.`t` SET `v`=CASE WHEN `id`=1 THEN 4 WHEN `id`=2 THEN 6 END "
+                   "WHERE `id` IN (1,2)"]
+
+
+def test_merged_updates_keep_order_around_key_changes_and_repeats() -> None:
+    out = build_batch([upd(("1", "'a'"), ("1", "'b'"), merge=True),
+                       upd(("2", "'a'"), ("2", "'c'"), merge=True),
+                       upd(("1", "'b'"), ("1", "'d'"), merge=True),  # row 1 again
+                       upd(("3", "'a'"), ("4", "'a'"), merge=True),  # key change
+                       upd(("5", "'a'"), ("5", "'e'"), merge=True)], False)
+    assert out == [
+        "UPDATE `s`.`t` SET `v`=CASE WHEN `id`=1 THEN 'b' WHEN `id`=2 THEN 'c' END "
+        "WHERE `id` IN (1,2)",
+        "UPDATE `s`.`t` SET `v`='d' WHERE `id`=1",
+        "UPDATE `s`.`t` SET `id`=4,`v`='a' WHERE `id`=3",
+        "UPDATE `s`.`t` SET `v`='e' WHERE `id`=5",
+    ]
+    # Without merge_updates (another unique key, a folding collation): a statement each.
+    assert len(build_batch([upd(("1", "'a'"), ("1", "'b'")),
+                            upd(("2", "'a'"), ("2", "'c'"))], False)) == 2
+    # A NULL key value finds rows by all columns: never merged.
+    assert len(build_batch([upd(("NULL", "1", "2"), ("NULL", "1", "3"), cols=COLS2,
+                                key=(0, 1), merge=True)] * 2, False)) == 2
+
+
+def test_merged_updates_split_at_max_rows() -> None:
+    run = [upd((str(i), "0"), (str(i), "1"), merge=True) for i in range(150)]
+    out = build_batch(run, False)
+    assert [s.count(" WHEN ") for s in out] == [64, 64, 22]
+    assert build_batch(run[:5], False, max_rows=2)[-1] == \
+        "UPDATE `s`.`t` SET `v`=1 WHERE `id`=4"
+
+
 def test_update_safe_mode_same_key_merges_into_replace() -> None:
     out = build_batch([upd(("1", "'a'"), ("1", "'b'")), upd(("2", "'a'"), ("2", "'c'")),
                        upd(("1", "'b'"), ("1", "'d'"))], True)
@@ -243,6 +293,17 @@ def test_causality_same_key_same_lane() -> None:
     # A change binding a new key to an existing lane.
     assert c.assign(None, ["k2", "k9"]) == lanes[2]
     assert c.assign(None, ["k9"]) == lanes[2]
+
+
+def test_causality_stride_fills_one_lane_at_a_time() -> None:
+    c = Causality(3, stride=2)
+    assert [c.assign(None, [f"k{i}"]) for i in range(7)] == [0, 0, 1, 1, 2, 2, 0]
+    # A bound key keeps its lane and does not use up the current lane's turn.
+    assert c.assign(None, ["k2"]) == 1
+    assert c.assign(None, ["k8"]) == 0
+    assert c.assign(None, ["k9"]) == 1
+    with pytest.raises(ValueError):
+        Causality(2, stride=0)
 
 
 def test_causality_conflict_and_reset() -> None:
