@@ -381,19 +381,30 @@ def test_unsigned_from_full_row_metadata(private: MariaDBServer) -> None:
     assert rows.rows == [("4294967295", "18446744073709551615", "-1")]
 
 
+def _next_second() -> None:
+    """Sleep into the next wall-clock second: binlog timestamps are whole seconds."""
+    now = time.time()
+    time.sleep(int(now) + 1.02 - now)
+
+
 def test_start_time(private: MariaDBServer) -> None:
     private.execute("CREATE DATABASE IF NOT EXISTS br_time; "
                     "CREATE TABLE br_time.t (id INT PRIMARY KEY)")
+    first = master_pos(private)
     private.execute("INSERT INTO br_time.t VALUES (1)")
     private.execute("FLUSH BINARY LOGS")
+    _next_second()
     private.execute("INSERT INTO br_time.t VALUES (2)")
-    time.sleep(1.1)
-    ts = int(time.time())
-    while int(time.time()) == ts - 1:  # pragma: no cover - clock edge
-        time.sleep(0.05)
+    _next_second()
     private.execute("INSERT INTO br_time.t VALUES (3)")
     private.execute("INSERT INTO br_time.t VALUES (4)")
     cfg = cfg_of(private)
+    # The events' own times, rather than the clock's around them (a loaded machine may
+    # let a second pass between a statement and its event).
+    stamps = {ch.rows[0][0]: ch.timestamp for ch in read_all(private, Start.at(first))
+              if isinstance(ch, RowsChange) and ch.schema == "br_time"}
+    assert stamps["1"] < stamps["2"] < stamps["3"] <= stamps["4"]
+    ts = stamps["3"]
 
     pos = find_start_by_time(cfg, ts, server_id=next(_reader_ids))
     changes = read_all(private, Start.at(pos))
@@ -405,7 +416,7 @@ def test_start_time(private: MariaDBServer) -> None:
     assert pos.gtid == gtid_after_2
 
     # The reader resolves start_time itself; an older time starts earlier.
-    changes = read_all(private, Start(start_time=ts - 1))
+    changes = read_all(private, Start(start_time=stamps["2"]))
     assert [c.rows for c in changes if isinstance(c, RowsChange)][:1] == [[("2",)]]
 
     with pytest.raises(DMError) as exc:
