@@ -24,7 +24,7 @@ from actors.config import NAMESPACE
 from actors.runner import drop_checkpoints
 from mysqlkit.deferred_index import split_create
 from mysqlkit.upstream import ConnConfig
-from tests.support.api import q, source_body
+from tests.support.api import drop_test_objects, q, source_body
 from tests.support.mariadb import MariaDBServer
 from tests.test_api_tasks import loading, task_body, wait_stage
 
@@ -138,12 +138,7 @@ def di(api: httpx.Client, source1: MariaDBServer, target: MariaDBServer,
     assert api.post("/sources", json=source_body(source1, src)).status_code == 201
     yield {"schema": schema, "tschema": tschema, "source": src, "tag": tag,
            "dir": tmp_path / "dump"}
-    for t in api.get("/tasks").json()["data"]:
-        api.delete(f"/tasks/{q(t['name'])}", params={"force": True})
-    api.delete(f"/sources/{q(src)}", params={"force": True})
-    source1.execute(f"DROP DATABASE IF EXISTS `{schema}`")
-    for s in target.query(f"SHOW DATABASES LIKE '%{tag}%'"):
-        target.execute(f"DROP DATABASE IF EXISTS `{s[0]}`")
+    drop_test_objects(api, source1, target, src, schema, tag)
 
 
 def start(api: httpx.Client, body: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import q, source_body
+from tests.support.api import drop_test_objects, q, source_body
 from tests.support.mariadb import MariaDBServer
 from tests.test_api_tasks import table_digest, task_body, wait_stage
 
@@ -33,12 +33,7 @@ def files_env(api: httpx.Client, source1: MariaDBServer, target: MariaDBServer,
     assert api.post("/sources", json=source_body(source1, src)).status_code == 201
     env = {"schema": schema, "source": src, "tag": tag, "dir": tmp_path / "dump"}
     yield env
-    for t in api.get("/tasks").json()["data"]:
-        api.delete(f"/tasks/{q(t['name'])}", params={"force": True})
-    api.delete(f"/sources/{q(src)}", params={"force": True})
-    source1.execute(f"DROP DATABASE IF EXISTS `{schema}`")
-    for s in target.query(f"SHOW DATABASES LIKE '%{tag}%'"):
-        target.execute(f"DROP DATABASE IF EXISTS `{s[0]}`")
+    drop_test_objects(api, source1, target, src, schema, tag)
 
 
 def run_task(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

@@ -34,3 +34,15 @@ def source_body(server: MariaDBServer, name: str, **extra: Any) -> dict[str, Any
 def q(name: str) -> str:
     """A name as a path segment."""
     return quote(name, safe="")
+
+
+def drop_test_objects(api: httpx.Client, source: MariaDBServer, target: MariaDBServer,
+                      source_name: str, schema: str, tag: str) -> None:
+    """A task-test fixture's teardown: every task (forced), the source, the source schema,
+    and the target databases whose names hold `tag`."""
+    for t in api.get("/tasks").json()["data"]:
+        api.delete(f"/tasks/{q(t['name'])}", params={"force": True})
+    api.delete(f"/sources/{q(source_name)}", params={"force": True})
+    source.execute(f"DROP DATABASE IF EXISTS `{schema}`")
+    for s in target.query(f"SHOW DATABASES LIKE '%{tag}%'"):
+        target.execute(f"DROP DATABASE IF EXISTS `{s[0]}`")
