@@ -65,9 +65,11 @@ NULL = "NULL"
 # ordinary rows, and keeps MariaDB's IN-list-to-subquery conversion (1000 values) away.
 DEFAULT_MAX_ROWS = 512
 
-# Rows per merged UPDATE: each row's CASE compares its key with every WHEN of the
-# statement, so the server's work grows with the square of this.
+# Rows per merged UPDATE: each row's CASEs (one per column set) compare its key with
+# every WHEN of the statement, so the server's work grows with rows^2 * columns; wide tables
+# merge fewer rows (the text also repeats every key once per column).
 MAX_MERGED_UPDATES = 64
+MERGED_CELLS = 1024  # rows * columns set, per merged UPDATE
 
 _CACHE_LIMIT = 4096
 
@@ -242,7 +244,8 @@ def build_batch(changes: Sequence[RowChange], safe_mode: bool,
             if safe_mode:
                 _safe_updates(t, run, max_rows, out)
             elif first.merge_updates and t.value_eq:
-                _merged_updates(t, run, min(max_rows, MAX_MERGED_UPDATES), out)
+                rows = min(max_rows, MAX_MERGED_UPDATES, MERGED_CELLS // len(t.value_eq))
+                _merged_updates(t, run, max(2, rows), out)
             else:
                 _updates(t, run, out)
         else:

@@ -209,6 +209,12 @@ def test_merged_updates_split_at_max_rows() -> None:
     assert [s.count(" WHEN ") for s in out] == [64, 64, 22]
     assert build_batch(run[:5], False, max_rows=2)[-1] == \
         "UPDATE `s`.`t` SET `v`=1 WHERE `id`=4"
+    # A wide table merges fewer rows: 200 columns set, 1024 // 200 = 5 rows a statement.
+    cols = tuple(f"c{i}" for i in range(201))
+    wide = [upd((str(i),) + ("0",) * 200, (str(i),) + ("1",) * 200, cols=cols, merge=True)
+            for i in range(12)]
+    assert [s.rsplit(" IN (", 1)[1] for s in build_batch(wide, False)] == [
+        "0,1,2,3,4)", "5,6,7,8,9)", "10,11)"]
 
 
 def test_update_safe_mode_same_key_merges_into_replace() -> None:
