@@ -85,8 +85,9 @@ class ChunkWorker:
         the whole chunk, which costs nothing: there are as many readers as lanes)."""
         conn = self._idle.pop() if self._idle else await connect_for_load(self.target)
         reader = await self.readers.get()
+        blocks = chunk_lines(reader, info, chunk)
         try:
-            lines = Lines(chunk_lines(reader, info, chunk))
+            lines = Lines(blocks)
             with upstream.driver_errors(self.target):
                 rows = await load_data(conn, lines, info, (target.schema, target.table),
                                        self.on_duplicate,
@@ -95,7 +96,13 @@ class ChunkWorker:
             conn.close()
             raise
         finally:
-            self.readers.put_nowait(reader)
+            try:
+                # A load that failed midway (the runner may run the chunk again) left rows
+                # unread: closing the stream now reads them off, before the reader serves
+                # another chunk, not whenever the garbage collector closes it.
+                await blocks.aclose()
+            finally:
+                self.readers.put_nowait(reader)
         self._idle.append(conn)
         return {"rows": rows, "bytes": lines.size}
 

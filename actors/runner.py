@@ -51,6 +51,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmray.runner")
 
 WORKER_RETRIES = 3  # a chunk worker lost mid-load: new snapshot, remaining chunks again
+# InnoDB rolled the chunk's transaction back (deadlock victim) or its statement (lock wait
+# timeout; load_data then rolls back the rest): nothing of it is committed, so the chunk
+# runs again. Seen when a restart's loads meet the rollback of the previous run's killed
+# statements on the same rows.
+LOCK_ERRNOS = frozenset({1205, 1213})
+LOCK_RETRY_WAITS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 PROGRESS_EVERY_S = 5.0
 # Small enough that the last chunks do not leave lanes idle, large enough that a chunk
 # (one transaction on the target) amortises its commit.
@@ -529,7 +535,7 @@ class SubtaskRunner:
                     c = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                res = await _unwrapped(worker.load_file.remote(c))
+                res = await _retrying_locks(c, worker.load_file, c)
                 self._chunk_done(c, res, plan)
 
         await asyncio.gather(*(lane(w) for w in self._workers for _ in range(lanes_per_worker)))
@@ -605,7 +611,7 @@ class SubtaskRunner:
                     return
                 info = infos[(c["schema"], c["table"])]
                 if data_dir is None:
-                    res = await _unwrapped(worker.run_chunk.remote(c, info))
+                    res = await _retrying_locks(c, worker.run_chunk, c, info)
                 else:
                     res = await _unwrapped(worker.dump_chunk_to_file.remote(
                         c, info, str(data_dir)))
@@ -629,6 +635,21 @@ def empty_sync_status() -> dict[str, Any]:
             "blocking_ddls": [], "unresolved_groups": [], "synced": False,
             "binlog_type": "remote", "seconds_behind_master": 0, "io_total_bytes": 0,
             "dump_io_total_bytes": 0}
+
+
+async def _retrying_locks(c: dict[str, Any], method: Any, *args: Any) -> Any:
+    """The chunk worker `method`'s result for chunk `c`, run again after a lock conflict
+    (LOCK_ERRNOS)."""
+    for wait in (*LOCK_RETRY_WAITS_S, None):
+        try:
+            return await _unwrapped(method.remote(*args))
+        except DMError as err:
+            if wait is None or upstream.dm_errno(err) not in LOCK_ERRNOS:
+                raise
+            log.warning("chunk %s.%s #%s: %s; loading it again in %.1fs", c["schema"],
+                        c["table"], c["index"], err.cause, wait)
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 async def _unwrapped(ref: Any) -> Any:

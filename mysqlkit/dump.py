@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -433,7 +433,7 @@ def lines_select_sql(info: TableInfo, chunk: Chunk) -> str:
 
 
 async def chunk_lines(conn: asyncmy.Connection, info: TableInfo,
-                      chunk: Chunk) -> AsyncIterator[tuple[bytes, int]]:
+                      chunk: Chunk) -> AsyncGenerator[tuple[bytes, int], None]:
     """The chunk's rows as LOAD DATA lines, streamed in blocks: (lines, number of rows) of
     up to _FETCH_ROWS rows each. Unbuffered cursor: `conn` is busy until the end. `conn`
     should be a snapshot reader (its session settings matter)."""

@@ -803,9 +803,7 @@ def _errno(exc: BaseException) -> int | None:
     return None
 
 
-def _errno_in(err: DMError) -> int | None:
-    m = re.search(r"\((\d{4}),", err.cause or "") or re.search(r"\((\d{4}),", err.message)
-    return int(m.group(1)) if m else None
+_errno_in = upstream.dm_errno
 
 
 def _short(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -88,6 +89,16 @@ def driver_error(exc: BaseException, cfg: ConnConfig | None = None) -> DMError:
         # carry the password verbatim.
         text = text.replace(cfg.password, "******")
     return DB_DRIVER(cause=text)
+
+
+_ERRNO_RE = re.compile(r"\((\d{4}),")
+
+
+def dm_errno(err: DMError) -> int | None:
+    """The server's error number that a DMError made by driver_error carries in its cause
+    ("(1213, 'Deadlock found…')"), if any."""
+    m = _ERRNO_RE.search(err.cause or "") or _ERRNO_RE.search(err.message)
+    return int(m.group(1)) if m else None
 
 
 @contextlib.contextmanager

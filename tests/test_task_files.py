@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,42 @@ def test_every_type_through_a_full_task(api: httpx.Client, files_env: dict[str, 
     assert len(src_rows) == len(ROWS)
     assert table_rows(target, table, tschema, "alltypes", "id") == src_rows
     source1.execute(f"DROP DATABASE `{schema}`")
+
+
+def test_a_lock_conflict_on_the_target_loads_the_chunk_again(
+        api: httpx.Client, files_env: dict[str, Any], source1: MariaDBServer,
+        target: MariaDBServer) -> None:
+    """A chunk whose load times out on a row lock (1205; a deadlock, 1213, likewise) is
+    rolled back and loaded again, instead of pausing the subtask."""
+    env = files_env
+    tschema = f"locked_{env['tag']}"
+    target.execute(f"CREATE DATABASE `{tschema}`")
+    target.execute(f"CREATE TABLE `{tschema}`.a (id INT PRIMARY KEY, k INT NOT NULL, "
+                   "c VARCHAR(64), b VARBINARY(16))")
+    [(timeout,)] = target.query("SELECT @@GLOBAL.innodb_lock_wait_timeout")
+    target.execute("SET GLOBAL innodb_lock_wait_timeout = 1")  # the load sessions' too
+    holder = target.connect()
+    try:
+        with holder.cursor() as cur:  # an uncommitted row 1: the load waits for its lock
+            cur.execute("BEGIN")
+            cur.execute(f"INSERT INTO `{tschema}`.a VALUES (1, 0, 'held', NULL)")
+        name = f"locked-{env['tag']}"
+        body = task_body(name, target, [env["source"]], env["schema"], tschema)
+        assert api.post("/tasks", json=body).status_code == 201
+        assert api.post(f"/tasks/{q(name)}/start").status_code == 200
+        deadline = time.monotonic() + 60
+        while not target.query("SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO "
+                               "LIKE %s", (f"LOAD DATA%`{tschema}`.`a`%",)):
+            assert time.monotonic() < deadline, "no load of table a seen"
+            time.sleep(0.05)
+        time.sleep(2.5)  # more than the lock wait timeout: at least one 1205 by now
+        [st] = api.get(f"/tasks/{q(name)}/status").json()["data"]
+        assert st["stage"] == "Running", st
+    finally:
+        holder.rollback()
+        holder.close()
+        target.execute(f"SET GLOBAL innodb_lock_wait_timeout = {int(timeout)}")
+    [st] = wait_stage(api, name, "Finished")
+    assert "error_msg" not in st
+    for t in ("a", "b"):
+        assert table_digest(target, tschema, t) == table_digest(source1, env["schema"], t)
