@@ -637,7 +637,7 @@ class Syncer:
         try:
             await self._exec_retrying((sql, ()))
         except DMError as err:
-            code = _errno_in(err)
+            code = upstream.dm_errno(err)
             if replaying and code in _DDL_ALREADY_DONE:
                 log.info("sync %s/%s: DDL already applied before the restart: %s",
                          spec.task, spec.source, sql)
@@ -797,13 +797,10 @@ def _errno(exc: BaseException) -> int | None:
     if args and isinstance(args[0], int):
         return int(args[0])
     if isinstance(exc, DMError):
-        return _errno_in(exc)
+        return upstream.dm_errno(exc)
     if isinstance(exc, (ConnectionError, OSError, asyncio.IncompleteReadError)):
         return 2013
     return None
-
-
-_errno_in = upstream.dm_errno
 
 
 def _short(exc: BaseException) -> str:
