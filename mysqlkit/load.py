@@ -144,20 +144,10 @@ async def load_statements(conn: asyncmy.Connection, statements: Iterable[bytes],
                 await cur.execute(sql, args)
         await conn.query("COMMIT")
     except BaseException as exc:
-        if isinstance(exc, DMError | asyncmy.errors.MySQLError):
-            await _rollback(conn)
-        else:
-            # Cancelled or network error mid-statement: the protocol state is unknown, so
-            # drop the connection; the server rolls the transaction back.
-            conn.close()
-        if isinstance(exc, DMError):
+        err = await _undo_load(conn, exc, _target_of(stmt))
+        if err is None:
             raise
-        if isinstance(exc, asyncmy.errors.IntegrityError) and exc.args \
-                and exc.args[0] == _ER_DUP_ENTRY:
-            raise LOAD_DUPLICATE_ENTRY(_target_of(stmt), cause=str(exc)) from None
-        if isinstance(exc, asyncmy.errors.MySQLError | OSError):
-            raise driver_error(exc) from None
-        raise
+        raise err from None
     return affected
 
 
@@ -302,19 +292,31 @@ async def load_data(conn: asyncmy.Connection, lines: Lines, info: TableInfo,
                 await cur.execute(sql, args)
         await conn.query("COMMIT")
     except BaseException as exc:
-        if isinstance(exc, DMError | asyncmy.errors.MySQLError):
-            await _rollback(conn)
-        else:
-            conn.close()  # cancelled or broken mid-statement: the server rolls back
-        if isinstance(exc, DMError):
+        err = await _undo_load(conn, exc, what)
+        if err is None:
             raise
-        if isinstance(exc, asyncmy.errors.IntegrityError) and exc.args \
-                and exc.args[0] == _ER_DUP_ENTRY:
-            raise LOAD_DUPLICATE_ENTRY(what, cause=str(exc)) from None
-        if isinstance(exc, asyncmy.errors.MySQLError | OSError):
-            raise driver_error(exc) from None
-        raise
+        raise err from None
     return affected
+
+
+async def _undo_load(conn: asyncmy.Connection, exc: BaseException,
+                     what: str) -> DMError | None:
+    """After a load failed with `exc`: its transaction rolled back, or the connection
+    dropped when the protocol state is unknown (cancelled or broken mid-statement; the
+    server rolls back). Returns the DMError to raise for `exc` (a duplicate key in `what`
+    is LOAD_DUPLICATE_ENTRY), None to raise `exc` as it is."""
+    if isinstance(exc, DMError | asyncmy.errors.MySQLError):
+        await _rollback(conn)
+    else:
+        conn.close()
+    if isinstance(exc, DMError):
+        return None
+    if isinstance(exc, asyncmy.errors.IntegrityError) and exc.args \
+            and exc.args[0] == _ER_DUP_ENTRY:
+        return LOAD_DUPLICATE_ENTRY(what, cause=str(exc))
+    if isinstance(exc, asyncmy.errors.MySQLError | OSError):
+        return driver_error(exc)
+    return None
 
 
 async def _skipped_rows(conn: asyncmy.Connection, table: str, rows: int,
