@@ -40,28 +40,37 @@ def set_serve_env() -> None:
     # no replica is routable; it binds with SO_REUSEPORT, so a shared port mixes servers.
     for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
-        os.environ.setdefault(key, str(_free_port()))
+        if key not in os.environ:
+            os.environ[key] = str(free_port())
     # Replicas listen behind HAProxy on ports from a range (default 30000-31000) with
     # SO_REUSEPORT: two servers on one machine would both bind 30000 and the kernel would
     # hand each one the other's requests. Each server gets a block of its own.
-    for proto, low, high in (("HTTP", 31000, 39000), ("GRPC", 41000, 49000)):
+    for proto, low, high in (("HTTP", 10000, 15000), ("GRPC", 15000, 20000)):
         if f"RAY_SERVE_DIRECT_INGRESS_MIN_{proto}_PORT" not in os.environ:
             base = _free_block(low, high, 16)
             os.environ[f"RAY_SERVE_DIRECT_INGRESS_MIN_{proto}_PORT"] = str(base)
             os.environ[f"RAY_SERVE_DIRECT_INGRESS_MAX_{proto}_PORT"] = str(base + 16)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
+# Ports are picked now and bound later, after Ray has started: a port from the kernel's
+# ephemeral range (32768-60999) can be taken meanwhile by one of Ray's own sockets, which
+# crashed HAProxy at startup ("cannot bind socket"). So every pick comes from below it,
+# and a process never hands out one port twice.
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free port in 20000-30000, below the kernel's ephemeral range."""
+    return _free_block(20000, 30000, 1)
 
 
 def _free_block(low: int, high: int, size: int) -> int:
     """The first port of `size` consecutive free ports in [low, high), picked at random."""
     for _ in range(200):
         base = random.randrange(low, high - size, size)
-        if all(_bindable(p) for p in range(base, base + size)):
+        block = range(base, base + size)
+        if _handed_out.isdisjoint(block) and all(_bindable(p) for p in block):
+            _handed_out.update(block)
             return base
     raise RuntimeError(f"no {size} free consecutive ports in {low}-{high}")
 

@@ -6,8 +6,6 @@ heartbeats are fast so that offline workers show up within a few seconds.
 
 from __future__ import annotations
 
-import random
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,17 +17,10 @@ import pytest
 
 
 def free_port() -> int:
-    """A free port below the kernel's ephemeral range: a port the kernel hands out can be
-    taken a moment later by a Ray process (its dashboard agent defaults to 52365)."""
-    for _ in range(200):
-        port = random.randint(20000, 30000)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found")
+    """A free port below the kernel's ephemeral range (see serve_app.server.free_port)."""
+    from serve_app.server import free_port as pick
+
+    return pick()
 
 
 @dataclass
