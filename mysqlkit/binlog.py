@@ -272,12 +272,11 @@ _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
 _MARIADB_GTID = struct.Struct("<QI").unpack_from
 _HEARTBEATS = frozenset({E.HEARTBEAT, E.HEARTBEAT_V2})
+_QUERIES = E.QUERY_EVENTS
 _UNSUPPORTED = {
     E.TRANSACTION_PAYLOAD: "binlog_transaction_compression is not supported",
     E.PARTIAL_UPDATE_ROWS: "partial JSON updates are not supported "
                            "(binlog_row_value_options must be empty)",
-    E.MARIADB_QUERY_COMPRESSED: "compressed binlog events are not supported "
-                                "(log_bin_compress must be OFF)",
     E.MARIADB_START_ENCRYPTION: "encrypted binlogs are not supported",
 }
 
@@ -514,7 +513,7 @@ class BinlogReader:
                 dec = entry[4]
                 if dec is None:
                     dec = entry[4] = self._decoder(entry[5], entry[1], entry[2])
-                kind, v2 = rk
+                kind, v2, packed = rk
                 p = body + rows_ph[etype]
                 if v2:  # the extra-data block's length includes its own 2 bytes
                     p += _U16(buf, p - 2)[0] - 2
@@ -534,11 +533,15 @@ class BinlogReader:
                     raise BINLOG_DECODE(f"`{entry[1]}`.`{entry[2]}`", "the row image is not "
                                         "complete: binlog_row_image must be FULL")
                 end = pos + size - crc
+                p += 2 * nb if kind == "update" else nb
+                if packed:  # log_bin_compress: the row images after the bitmaps
+                    buf = self._uncompress(buf, p, end, entry)
+                    p, end = 0, len(buf)
                 if kind == "update":
-                    yield RowsChange(entry[1], entry[2], kind, [],
-                                     dec.updates(buf, p + 2 * nb, end), ncols, ts)
+                    yield RowsChange(entry[1], entry[2], kind, [], dec.updates(buf, p, end),
+                                     ncols, ts)
                 else:
-                    yield RowsChange(entry[1], entry[2], kind, dec.rows(buf, p + nb, end), [],
+                    yield RowsChange(entry[1], entry[2], kind, dec.rows(buf, p, end), [],
                                      ncols, ts)
             elif etype == E.TABLE_MAP:
                 body = pos + 19
@@ -558,13 +561,18 @@ class BinlogReader:
                     pending = None
                 self._resume = self._pos(log_pos)
                 yield Commit(ts, self._resume)
-            elif etype == E.QUERY:
+            elif etype in _QUERIES:
                 body = pos + 19
                 status_len = _U16(buf, body + 11)[0]
                 db_len = buf[body + 8]
                 db_at = body + query_ph + status_len
                 q = db_at + db_len + 1
-                head = buf[q:q + 12].lstrip().upper()
+                q_end = pos + size - crc
+                text = buf
+                if etype != E.QUERY:  # log_bin_compress: the statement text is compressed
+                    text = self._uncompress(buf, q, q_end, None)
+                    q, q_end = 0, len(text)
+                head = text[q:q + 12].lstrip().upper()
                 if head.startswith(b"BEGIN"):
                     if stop_at is not None and not in_txn and pending is None:
                         if ts >= stop_at:
@@ -589,7 +597,7 @@ class BinlogReader:
                     # The DDL may change the tables: decoders and the caller's unsigned
                     # flags are rebuilt at the next rows event.
                     tables.clear()
-                    sql = buf[q:pos + size - crc].decode("utf-8", "backslashreplace")
+                    sql = text[q:q_end].decode("utf-8", "backslashreplace")
                     yield QueryChange(buf[db_at:db_at + db_len].decode("utf-8", "replace"),
                                       sql, ts, self._resume)
             elif etype == E.MARIADB_GTID or etype == E.GTID:
@@ -631,15 +639,17 @@ class BinlogReader:
                     for sid, lo, hi in E.parse_previous_gtids(buf, pos + 19):
                         gtids._add_range(sid, lo, hi)
                     self._resume = self._pos(self._resume.binlog_pos)
-            elif etype in E.MARIADB_COMPRESSED_ROWS:
-                entry = tables_get(int.from_bytes(buf[pos + 19:pos + 19 + tid_len], "little"))
-                if entry is not None and entry[3]:
-                    raise BINLOG_DECODE(f"`{entry[1]}`.`{entry[2]}`",
-                                        "compressed rows events are not supported "
-                                        "(log_bin_compress must be OFF)")
             elif etype in _UNSUPPORTED:
                 raise BINLOG_DECODE(f"the event at {self._file}:{log_pos}",
                                     _UNSUPPORTED[etype])
+
+    def _uncompress(self, buf: bytes, start: int, end: int, entry: list[Any] | None) -> bytes:
+        try:
+            return E.mariadb_uncompress(buf, start, end)
+        except ValueError as exc:
+            what = "the statement" if entry is None else f"`{entry[1]}`.`{entry[2]}`"
+            raise BINLOG_DECODE(what, f"a compressed event at {self._file} does not "
+                                      f"uncompress: {exc}") from None
 
     def _apply_gtid(self, gtids: GtidSet, g: tuple[Any, ...]) -> None:
         if g[0] == "mariadb":

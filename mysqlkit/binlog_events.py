@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid as uuidlib
+import zlib
 from dataclasses import dataclass
 
 from mysqlkit.rowcodec import (
@@ -62,15 +63,18 @@ MARIADB_BINLOG_CHECKPOINT = 161
 MARIADB_GTID = 162
 MARIADB_GTID_LIST = 163
 MARIADB_START_ENCRYPTION = 164
+# MariaDB's log_bin_compress=ON: a QUERY event whose statement text is compressed, and
+# rows events (166-168 of the v1 layout, 169-171 of v2) whose row images are.
 MARIADB_QUERY_COMPRESSED = 165
-# MariaDB's compressed rows events (log_bin_compress=ON), v0 and v1.
-MARIADB_COMPRESSED_ROWS = frozenset(range(166, 172))
+QUERY_EVENTS = frozenset({QUERY, MARIADB_QUERY_COMPRESSED})
 
-# rows event type -> (kind, has the v2 extra-data block)
-ROWS_EVENTS: dict[int, tuple[str, bool]] = {
-    WRITE_ROWS_V1: ("insert", False), UPDATE_ROWS_V1: ("update", False),
-    DELETE_ROWS_V1: ("delete", False), WRITE_ROWS_V2: ("insert", True),
-    UPDATE_ROWS_V2: ("update", True), DELETE_ROWS_V2: ("delete", True),
+# rows event type -> (kind, has the v2 extra-data block, row images compressed)
+ROWS_EVENTS: dict[int, tuple[str, bool, bool]] = {
+    WRITE_ROWS_V1: ("insert", False, False), UPDATE_ROWS_V1: ("update", False, False),
+    DELETE_ROWS_V1: ("delete", False, False), WRITE_ROWS_V2: ("insert", True, False),
+    UPDATE_ROWS_V2: ("update", True, False), DELETE_ROWS_V2: ("delete", True, False),
+    166: ("insert", False, True), 167: ("update", False, True), 168: ("delete", False, True),
+    169: ("insert", True, True), 170: ("update", True, True), 171: ("delete", True, True),
 }
 
 LOG_EVENT_IGNORABLE_F = 0x80
@@ -107,6 +111,25 @@ class FormatDescription:
     def post_header_len(self, event_type: int, default: int) -> int:
         i = event_type - 1
         return self.post_header[i] if 0 <= i < len(self.post_header) else default
+
+
+def mariadb_uncompress(buf: bytes, start: int, end: int) -> bytes:
+    """The block MariaDB's log_bin_compress wrote at buf[start:end] (a statement's text or a
+    rows event's row images), uncompressed. Layout (binlog_buf_compress in MariaDB's
+    log_event.cc): one byte 0x80 | algorithm << 4 | n (algorithm 0 = zlib), n bytes of the
+    uncompressed length, big-endian, then the zlib stream. ValueError when it is not one."""
+    head = buf[start]
+    n = head & 0x07
+    if head & 0x80 == 0 or head & 0x70 or not 1 <= n <= 4 or start + 1 + n > end:
+        raise ValueError(f"not a compressed block (header byte {head:#04x})")
+    size = int.from_bytes(buf[start + 1:start + 1 + n], "big")
+    try:
+        data = zlib.decompress(buf[start + 1 + n:end])
+    except zlib.error as exc:
+        raise ValueError(f"zlib: {exc}") from None
+    if len(data) != size:
+        raise ValueError(f"{len(data)} bytes uncompressed, the header says {size}")
+    return data
 
 
 def parse_format_description(buf: bytes, start: int, event_end: int) -> FormatDescription:

@@ -152,10 +152,14 @@ class _TxnTracker:
             self.boundary = False
         elif etype == E.XID:
             return self._commit()
-        elif etype == E.QUERY:
+        elif etype in E.QUERY_EVENTS:
             status_len = int.from_bytes(buf[body + 11:body + 13], "little")
             q = body + 13 + status_len + buf[body + 8] + 1
-            head = buf[q:q + 12].lstrip().upper()
+            if etype == E.QUERY:
+                head = buf[q:q + 12].lstrip().upper()
+            else:  # log_bin_compress; zlib ignores the checksum after the stream
+                size = int.from_bytes(buf[pos + 9:pos + 13], "little")
+                head = E.mariadb_uncompress(buf, q, pos + size)[:12].lstrip().upper()
             if head.startswith(b"BEGIN"):
                 self.boundary = False
             elif not head.startswith((b"SAVEPOINT", b"ROLLBACK TO", b"XA ")):
@@ -623,7 +627,7 @@ class RelayFileSource:
             return False, False
         # Inside a skipped transaction (or between transactions): drop its events, keep
         # the file-level ones.
-        return True, etype in (E.QUERY, E.XID, E.TABLE_MAP, E.MARIADB_ANNOTATE_ROWS,
+        return True, etype in (E.XID, E.TABLE_MAP, E.MARIADB_ANNOTATE_ROWS, *E.QUERY_EVENTS,
                                *E.ROWS_EVENTS)
 
     def _wait_open(self, name: str) -> IO[bytes] | None:

@@ -311,28 +311,34 @@ def _assert_same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]],
 
 
 def test_fidelity_every_type(source1: MariaDBServer, target: MariaDBServer) -> None:
+    check_fidelity(source1, target, "br_fid")
+
+
+def check_fidelity(source1: MariaDBServer, target: MariaDBServer, schema: str) -> None:
+    """Every type inserted and updated on `source1`, read from its binlog, applied to
+    `target` and compared value by value."""
     for server in (source1, target):
-        server.execute("DROP DATABASE IF EXISTS br_fid; CREATE DATABASE br_fid")
-        server.execute(_FIDELITY_DDL.format(name="t"))
-    cols = _columns(source1, "br_fid", "t")
+        server.execute(f"DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}")
+        server.execute(_FIDELITY_DDL.format(name="t").replace("br_fid", schema))
+    cols = _columns(source1, schema, "t")
     names = ", ".join(f"`{n}`" for n, _, gen in cols if not gen)
     start = master_pos(source1)
     with source1.connect() as conn, conn.cursor() as cur:
         cur.execute("SET sql_mode = '', time_zone = '+00:00'")
         placeholders = ", ".join(["%s"] * len(_FIDELITY_ROWS[0]))
         for row in _FIDELITY_ROWS:
-            cur.execute(f"INSERT INTO br_fid.t ({names}) VALUES ({placeholders})", row)
+            cur.execute(f"INSERT INTO {schema}.t ({names}) VALUES ({placeholders})", row)
         assert not cur.execute("SHOW WARNINGS"), cur.fetchall()
-    before = _snapshot(source1, "br_fid", "t", cols)
+    before = _snapshot(source1, schema, "t", cols)
     with source1.connect() as conn, conn.cursor() as cur:
         cur.execute("SET sql_mode = '', time_zone = '+00:00'")
-        cur.execute("UPDATE br_fid.t SET vc = CONCAT(IFNULL(vc, ''), '✓'), "
+        cur.execute(f"UPDATE {schema}.t SET vc = CONCAT(IFNULL(vc, ''), '✓'), "
                     "tm = '-01:02:03.500001', d1 = -d1, f = f * 2, st = 'x,z', "
                     "ts = '2030-05-05 05:05:05.5', bl = CONCAT(IFNULL(bl, ''), X'00FF27')")
-    after = _snapshot(source1, "br_fid", "t", cols)
+    after = _snapshot(source1, schema, "t", cols)
     assert before != after
 
-    unsigned = _unsigned(source1, "br_fid", "t")
+    unsigned = _unsigned(source1, schema, "t")
     changes = read_all(source1, Start.at(start), unsigned_of=lambda s, t: unsigned)
     rows = [c for c in changes if isinstance(c, RowsChange)]
     inserts = [r for c in rows if c.kind == "insert" for r in c.rows]
@@ -341,10 +347,10 @@ def test_fidelity_every_type(source1: MariaDBServer, target: MariaDBServer) -> N
     assert len(inserts) == len(_FIDELITY_ROWS) and len(updates) == len(_FIDELITY_ROWS)
     assert [b for b, _ in updates] == inserts  # before images are the inserted rows
 
-    _apply(target, "br_fid", "t", cols, inserts)
-    _assert_same(_snapshot(target, "br_fid", "t", cols), before, cols)
-    _apply(target, "br_fid", "t", cols, [a for _, a in updates], verb="REPLACE")
-    _assert_same(_snapshot(target, "br_fid", "t", cols), after, cols)
+    _apply(target, schema, "t", cols, inserts)
+    _assert_same(_snapshot(target, schema, "t", cols), before, cols)
+    _apply(target, schema, "t", cols, [a for _, a in updates], verb="REPLACE")
+    _assert_same(_snapshot(target, schema, "t", cols), after, cols)
 
     # Spot checks of the literal text.
     row2 = dict(zip([n for n, _, _ in cols], inserts[1], strict=True))
@@ -450,6 +456,38 @@ def test_purged_binlog(private: MariaDBServer) -> None:
         read_all(private, Start(gtid=old.gtid), gtid_mode=True)
     assert exc.value.code == 22101
     assert time.monotonic() - t0 < 10  # no retrying
+
+
+@pytest.fixture
+def compressing(private: MariaDBServer) -> Iterator[MariaDBServer]:
+    """`private` with MariaDB's log_bin_compress on, for every statement of 10+ bytes."""
+    private.execute("SET GLOBAL log_bin_compress = ON, GLOBAL log_bin_compress_min_len = 10")
+    try:
+        yield private
+    finally:
+        private.execute("SET GLOBAL log_bin_compress = OFF, "
+                        "GLOBAL log_bin_compress_min_len = DEFAULT")
+
+
+def test_compressed_binlog_events(compressing: MariaDBServer, target: MariaDBServer) -> None:
+    start = master_pos(compressing)
+    check_fidelity(compressing, target, "br_zip")
+    ddl = ("ALTER TABLE br_zip.t ADD COLUMN zz VARCHAR(20) DEFAULT 'zipped ✓' "
+           "COMMENT 'long enough to be compressed'")
+    compressing.execute(ddl)
+    compressing.execute("DELETE FROM br_zip.t WHERE id = 1")
+    events = {str(r[2]) for r in compressing.query(
+        f"SHOW BINLOG EVENTS IN '{start.binlog_name}' FROM {start.binlog_pos}")}
+    assert {"Query_compressed", "Write_rows_compressed_v1", "Update_rows_compressed_v1",
+            "Delete_rows_compressed_v1"} <= events, events
+
+    changes = read_all(compressing, Start.at(start))
+    [alter] = [c for c in changes if isinstance(c, QueryChange) and "zipped" in c.sql]
+    assert alter.sql == ddl
+    [delete] = [c for c in changes if isinstance(c, RowsChange) and c.kind == "delete"]
+    assert [r[0] for r in delete.rows] == ["1"] and len(delete.rows[0]) == len(
+        _columns(compressing, "br_zip", "t"))
+    assert isinstance(changes[-1], Commit) and changes[-1].pos == master_pos(compressing)
 
 
 def test_frozen_server_raises_binlog_read(private: MariaDBServer) -> None:

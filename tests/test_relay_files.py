@@ -278,26 +278,49 @@ def test_writer_restart_no_gap_no_duplicate(server: MariaDBServer, tmp_path: Pat
     assert exc.value.code == 22101
 
 
-def test_writer_from_gtid_fills_the_skipped_head(server: MariaDBServer,
-                                                 tmp_path: Path) -> None:
-    fresh_schema(server, "rl_c")
+@pytest.fixture(params=[False, True], ids=["plain", "log_bin_compress"])
+def compressed(request: pytest.FixtureRequest, server: MariaDBServer) -> Iterator[bool]:
+    """Both ways: binlog events as they are, and compressed by MariaDB (statements of 10+
+    bytes and every rows event)."""
+    if not request.param:
+        yield False
+        return
+    server.execute("SET GLOBAL log_bin_compress = ON, GLOBAL log_bin_compress_min_len = 10")
+    try:
+        yield True
+    finally:
+        server.execute("SET GLOBAL log_bin_compress = OFF, "
+                       "GLOBAL log_bin_compress_min_len = DEFAULT")
+
+
+def test_writer_from_gtid_fills_the_skipped_head(server: MariaDBServer, tmp_path: Path,
+                                                 compressed: bool) -> None:
+    schema = "rl_cz" if compressed else "rl_c"
+    fresh_schema(server, schema)
     server.execute("FLUSH BINARY LOGS")
-    workload(server, "rl_c", 5)
+    workload(server, schema, 5)
+    server.execute(f"ALTER TABLE {schema}.t ADD COLUMN skipped_ddl INT")
     start = master_pos(server)
-    workload(server, "rl_c", 5, first=100)
+    workload(server, schema, 5, first=100)
+    server.execute(f"ALTER TABLE {schema}.t ADD COLUMN relayed_ddl INT")
+    workload(server, schema, 5, first=200)
     end = master_pos(server)
+    events = {str(r[2]) for r in server.query(f"SHOW BINLOG EVENTS IN '{start.binlog_name}'")}
+    assert ("Query_compressed" in events) == compressed, events
     relay_dir = tmp_path / "relay"
     writer = Writer(server, relay_dir, start.gtid)
     writer.wait_for(end)
     writer.stop()
     [name] = relay_files(relay_dir)
     assert_same_head(server, relay_dir, name, end.binlog_pos, start=start.binlog_pos)
-    want = only("rl_c")
+    want = only(schema)
     upstream = read(BinlogReader(cfg_of(server), next(_ids), Start.at(start), blocking=False,
                                  want_table=want))
     relayed = read(BinlogReader.from_relay(relay_dir, Start.at(start), blocking=False,
                                            want_table=want))
-    assert key(relayed) == key(upstream) and len(upstream) >= 10
+    assert key(relayed) == key(upstream) and len(upstream) >= 20
+    assert [c.sql for c in relayed if isinstance(c, QueryChange)] == [
+        f"ALTER TABLE {schema}.t ADD COLUMN relayed_ddl INT"]
     upstream = read(BinlogReader(cfg_of(server), next(_ids), Start(gtid=start.gtid),
                                  gtid_mode=True, blocking=False, want_table=want))
     relayed = read(BinlogReader.from_relay(relay_dir, Start(gtid=start.gtid), gtid_mode=True,
