@@ -41,7 +41,11 @@ def build_spec(task: Task, source: str, src: upstream.ConnConfig, tgt: upstream.
         repl_threads=conf.repl_threads if conf and conf.repl_threads else 16,
         repl_batch=conf.repl_batch if conf and conf.repl_batch else 100,
         safe_mode=bool(conf and conf.safe_mode), safe_mode_seconds=safe_mode_seconds,
-        start=start, start_time=start_time, exit_safe=exit_safe)
+        start=start, start_time=start_time, exit_safe=exit_safe,
+        shard_mode=task.shard_mode or "",
+        peer_routers={c.source_name: router_for_source(task, c.source_name)
+                      for c in task.source_config.source_conf if c.source_name != source}
+        if task.shard_mode else {})
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

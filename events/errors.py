@@ -238,6 +238,11 @@ SYNC_DDL_PARSE = ErrorCode(36101, "can not parse DDL {}: {}", ErrScope.INTERNAL,
                            ErrLevel.HIGH,
                            "Please skip it with a binlog_filter_rule ignore_sql, or fix the "
                            "schema tracker and start the task again.")
+SYNC_SHARD_DDL = ErrorCode(36102, "shard DDL {} conflicts with the merged table: {}",
+                          ErrScope.INTERNAL, ErrLevel.HIGH,
+                          "Change the target table by hand so that it fits every shard, "
+                          "skip the DDL with a binlog_filter_rule ignore_sql, and start "
+                          "the task again.")
 SCHEMA_TABLE_NOT_TRACKED = ErrorCode(44101, "table {} is not in the schema tracker",
                                      ErrScope.INTERNAL, ErrLevel.MEDIUM)
 SCHEMA_INVALID_SQL = ErrorCode(44102, "invalid table structure: {}", ErrScope.INTERNAL,

@@ -23,7 +23,7 @@ views, triggers, procedures/functions, events, sequences, servers, tablespaces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -170,6 +170,9 @@ class AlterSpec:
     inline_primary: bool = False  # column definition with PRIMARY KEY
     inline_unique: bool = False  # column definition with UNIQUE [KEY]
     charset: str = ""
+    # The comma-separated part of the statement this alteration is written in (positions
+    # in DDL.text); `ADD COLUMN (a INT, b INT)` is one part for two alterations.
+    span: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,40 @@ class DDL:
             last = ref.end
         out.append(text[last:])
         return "".join(out)
+
+
+    def without_alters(self, drop: Collection[int]) -> DDL | None:
+        """This ALTER TABLE without its alterations at the indexes `drop` (of `alters`), the
+        rest of the text as it is; a comma-separated part goes only when all of its
+        alterations go. None when no alteration is left."""
+        parts = sorted({a.span for a in self.alters})
+        kept_parts = {a.span for i, a in enumerate(self.alters) if i not in drop}
+        if not kept_parts:
+            return None
+        if len(kept_parts) == len(parts):
+            return self
+        text = self.text or self.sql
+        head, tail = parts[0][0], parts[-1][1]
+        pieces = [text[:head]]
+        moves = [(0, head, 0)]  # (start, end, shift) of the text that stays
+        at = head
+        for a, b in (sp for sp in parts if sp in kept_parts):
+            if at > head:
+                pieces.append(", ")
+                at += 2
+            moves.append((a, b, at - a))
+            pieces.append(text[a:b])
+            at += b - a
+        moves.append((tail, len(text), at - tail))
+        pieces.append(text[tail:])
+        refs = []
+        for r in self.refs:  # names in dropped parts go with them
+            for a, b, shift in moves:
+                if a <= r.start and r.end <= b:
+                    refs.append(replace(r, start=r.start + shift, end=r.end + shift))
+                    break
+        return replace(self, text="".join(pieces), refs=tuple(refs),
+                       alters=tuple(a for a in self.alters if a.span in kept_parts))
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -936,13 +973,15 @@ def _alter(p: _P, c: _Ctx) -> list[DDL]:
             if a == b:
                 raise _ParseError("empty alteration")
             sub = p.sub(a, b)
+            span = (p.toks[a].start, p.toks[b - 1].end + 1)
             if sub.at("RENAME") and sub.word(1) not in ("COLUMN", "INDEX", "KEY"):
                 sub.i += 1
                 sub.accept_any("TO", "AS")
                 new_schema, new_table = c.ref(sub.qualified(), False)
-                specs.append(AlterSpec("rename_table", name=new_schema, new_name=new_table))
+                specs.append(AlterSpec("rename_table", name=new_schema, new_name=new_table,
+                                       span=span))
                 continue
-            specs.extend(_alter_spec(sub))
+            specs.extend(replace(spec, span=span) for spec in _alter_spec(sub))
     c.references(p, 0, p.end, schema)
     return [DDL("alter_table", schema, table, c.sql, c.sql, new_schema=new_schema,
                 new_table=new_table, refs=tuple(c.refs), if_exists=cond, alters=tuple(specs))]

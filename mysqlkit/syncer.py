@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncmy
+import orjson
 
 from events.errors import (
     BINLOG_PURGED,
@@ -38,7 +40,7 @@ from events.errors import (
     SYNC_EXEC,
     DMError,
 )
-from mysqlkit import checkpoint, upstream
+from mysqlkit import checkpoint, shard_ddl, upstream
 from mysqlkit.binlog import (
     BinlogReader,
     Commit,
@@ -56,6 +58,7 @@ from mysqlkit.dump import BinlogPosition
 from mysqlkit.routing import TableRouter
 from mysqlkit.rowcodec import APPLY_SESSION_SQL
 from mysqlkit.schema_tracker import SchemaTracker, TableSchema, load_table
+from mysqlkit.sqlquote import quote_ident
 
 log = logging.getLogger("dmray.syncer")
 
@@ -71,6 +74,9 @@ _TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1290, 2002, 2003, 2006, 2013, 20
 # DDL errors that only mean "already done": replaying a DDL that was applied just before a
 # crash, before its checkpoint was written.
 _DDL_ALREADY_DONE = frozenset({1007, 1008, 1050, 1051, 1054, 1060, 1061, 1091, 1146})
+# In a shard merge, CREATE DATABASE/TABLE of what another shard created already.
+_SHARD_ALREADY_DONE = frozenset({1007, 1050})
+SHARD_LOCK_WAIT_S = 300
 
 
 @dataclass
@@ -94,6 +100,10 @@ class SyncSpec:
     exit_safe: BinlogPosition | None = None  # e.g. the dump's last snapshot position
     binlog_type: str = "remote"
     relay_dir: str = ""  # read the relay files here instead of the upstream
+    # The task's shard_mode ("" = none): DDL of tables merged into one target table goes
+    # through mysqlkit.shard_ddl; the task's other sources' routers tell their shards.
+    shard_mode: str = ""
+    peer_routers: dict[str, TableRouter] = field(default_factory=dict)
 
 
 @dataclass
@@ -582,24 +592,28 @@ class Syncer:
             await cur.execute(APPLY_SESSION_SQL)
         return conn
 
-    async def _exec_retrying(self, stmt: tuple[str, tuple[Any, ...]]) -> None:
+    async def _exec_retrying(self, stmt: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Runs one statement on the DDL connection; its rows, if any."""
         for attempt in range(MAX_TRANSIENT_RETRIES + 1):
             try:
                 if self._ddl_conn is None:
                     self._ddl_conn = await self._connect()
                 async with self._ddl_conn.cursor() as cur:
                     await cur.execute(stmt[0], stmt[1] or None)
+                    rows = list(await cur.fetchall())
                 self.retrying = ""
-                return
+                return rows
             except Exception as exc:  # transient: retry; else pause the subtask
-                if self._ddl_conn is not None:
+                code = _errno(exc)
+                transient = code is None or code in _TRANSIENT
+                # A statement's own error leaves the session (and its named lock) usable.
+                if transient and self._ddl_conn is not None:
                     self._ddl_conn.close()
                     self._ddl_conn = None
-                code = _errno(exc)
-                if (code not in _TRANSIENT and code is not None) or attempt >= \
-                        MAX_TRANSIENT_RETRIES:
+                if not transient or attempt >= MAX_TRANSIENT_RETRIES:
                     raise SYNC_EXEC(_short(exc)) from None
                 await self._wait_to_retry(attempt, exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _wait_to_retry(self, attempt: int, exc: BaseException) -> None:
         """Before retrying a transient error: at once the first time (a stale idle
@@ -615,13 +629,20 @@ class Syncer:
             return
         await self._barrier()
         replaying = self._safe()
-        for ddl in ddls:
-            await self._apply_ddl(ddl, replaying)
-        self.pos = ev.pos
-        self._txn_start = None
-        self._ordinal = 0
-        self.tracker_dirty = True
-        await self._flush()
+        shard = bool(self.spec.shard_mode)
+        if shard:  # one shard DDL of the task at a time, its tracker saved with it
+            await self._shard_lock(True)
+        try:
+            for ddl in ddls:
+                await self._apply_ddl(ddl, replaying)
+            self.pos = ev.pos
+            self._txn_start = None
+            self._ordinal = 0
+            self.tracker_dirty = True
+            await self._flush()
+        finally:
+            if shard:
+                await self._shard_lock(False)
 
     async def _apply_ddl(self, ddl: DDL, replaying: bool) -> None:
         spec = self.spec
@@ -634,15 +655,84 @@ class Syncer:
         sql = ddl.routed(self._route_any)
         if sql is None:
             return
+        if spec.shard_mode:
+            sql = await self._shard_sql(ddl)
+            if sql is None:
+                return
         try:
             await self._exec_retrying((sql, ()))
         except DMError as err:
             code = upstream.dm_errno(err)
+            if spec.shard_mode and code in _SHARD_ALREADY_DONE:
+                log.info("sync %s/%s: another shard created it already: %s",
+                         spec.task, spec.source, sql)
+                return
             if replaying and code in _DDL_ALREADY_DONE:
                 log.info("sync %s/%s: DDL already applied before the restart: %s",
                          spec.task, spec.source, sql)
                 return
             raise
+
+    # --- shard merge DDL (spec.shard_mode) -------------------------------------------------
+    async def _shard_lock(self, take: bool) -> None:
+        """A named lock on the target that serializes the shard DDLs of the task's subtasks:
+        each decides from the others' saved trackers, so a decision, its DDL and the
+        tracker it leaves are one step."""
+        name = "dmray-shard-" + hashlib.sha1(self.spec.task.encode()).hexdigest()[:40]
+        if not take:
+            with contextlib.suppress(DMError):
+                await self._exec_retrying(("DO RELEASE_LOCK(%s)", (name,)))
+            return
+        [(got,)] = await self._exec_retrying(("SELECT GET_LOCK(%s, %s)",
+                                              (name, SHARD_LOCK_WAIT_S)))
+        if got != 1:
+            raise SYNC_EXEC(f"no shard DDL lock after {SHARD_LOCK_WAIT_S} s: another "
+                            f"subtask of task {self.spec.task} holds it")
+
+    async def _shard_sql(self, ddl: DDL) -> str | None:
+        """What a shard's DDL runs on the merged table (mysqlkit.shard_ddl); None: nothing."""
+        dest = self._route_any(ddl.schema, ddl.table) if ddl.table else None
+        target: TableSchema | None = None
+        peers: list[TableSchema] | None = []
+        if dest is not None:
+            target = await self._target_structure(*dest)
+            peers = await self._shard_peers(ddl, dest)
+        decision = shard_ddl.decide(ddl, target, peers)
+        for why in decision.skipped:
+            log.info("sync %s/%s: shard DDL %r: %s", self.spec.task, self.spec.source,
+                     ddl.sql[:200], why)
+        return None if decision.ddl is None else decision.ddl.routed(self._route_any)
+
+    async def _target_structure(self, schema: str, table: str) -> TableSchema | None:
+        try:
+            rows = await self._exec_retrying(
+                (f"SHOW CREATE TABLE {quote_ident(schema)}.{quote_ident(table)}", ()))
+        except DMError as err:
+            if upstream.dm_errno(err) in (1049, 1146):
+                return None
+            raise
+        return SchemaTracker().set_table(schema, table, upstream.as_text(rows[0][1]))
+
+    async def _shard_peers(self, ddl: DDL, dest: tuple[str, str]) -> list[TableSchema] | None:
+        """The current structures of the group's other shards: ours from the tracker, the
+        other sources' from the trackers they saved with their checkpoints. None while a
+        source of the task has saved none (its shards are not known)."""
+        own = {(ddl.schema, ddl.table), (ddl.new_schema or ddl.schema, ddl.new_table)}
+        out = [ts for ts in _routed_to(self.tracker, self.spec.router, dest)
+               if (ts.schema, ts.table) not in own]
+        if not self.spec.peer_routers:
+            return out
+        rows = await self._exec_retrying(
+            (f"SELECT id, table_info FROM {self._ckpt_table} "
+             f"WHERE is_global = 1 AND cp_schema = '' AND id <> %s", (self.spec.source,)))
+        known = set()
+        for sid, info in rows:
+            router = self.spec.peer_routers.get(upstream.as_text(sid))
+            if router is None or not info:
+                continue
+            known.add(upstream.as_text(sid))
+            out += _routed_to(SchemaTracker.from_dict(orjson.loads(info)), router, dest)
+        return out if known == set(self.spec.peer_routers) else None
 
     def _ddl_wanted(self, ddl: DDL) -> bool:
         if not ddl.table:
@@ -829,3 +919,15 @@ async def _run_transaction(conn: asyncmy.Connection, statements: list[str]) -> N
 def _first_sql(statements: list[str]) -> str:
     return statements[0][:300] if statements else ""
 
+
+def _routed_to(tracker: SchemaTracker, router: TableRouter,
+               dest: tuple[str, str]) -> list[TableSchema]:
+    """The tables of `tracker` that `router` sends to `dest`."""
+    out = []
+    for schema in tracker.list_schemas():
+        for table in tracker.list_tables(schema):
+            ref = router.route(schema, table)
+            ts = tracker.get(schema, table)
+            if ref is not None and ts is not None and (ref.schema, ref.table) == dest:
+                out.append(ts)
+    return out
