@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api import q, source_body
+from tests.support.api import drop_tagged, q, source_body
 from tests.support.mariadb import MariaDBServer
 from tests.test_sync_api import incr_body, master_pos, wait_synced
 
@@ -25,15 +25,7 @@ def tag(api: httpx.Client, source1: MariaDBServer, source2: MariaDBServer,
         target: MariaDBServer) -> Iterator[str]:
     t = uuid.uuid4().hex[:6]
     yield t
-    for task in api.get("/tasks").json()["data"]:
-        api.delete(f"/tasks/{q(task['name'])}", params={"force": True})
-    for s in api.get("/sources").json()["data"]:
-        if s["source_name"].endswith(t):
-            api.delete(f"/sources/{q(s['source_name'])}", params={"force": True})
-    for server in (source1, source2, target):
-        for (db,) in server.query("SHOW DATABASES"):
-            if str(db).endswith(t):
-                server.execute(f"DROP DATABASE `{db}`")
+    drop_tagged(api, t, source1, source2, target)
 
 
 def columns(server: MariaDBServer, schema: str, table: str) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 import ray
 
 from actors.config import NAMESPACE
-from tests.support.api import assert_dm_error, q, source_body
+from tests.support.api import assert_dm_error, drop_tagged, q, source_body
 from tests.support.compare import wait_until_equal
 from tests.support.mariadb import MariaDBServer
 from tests.support.workload import Workload
@@ -29,15 +29,7 @@ from tests.test_sync_api import incr_body, master_pos, rows_of, wait_synced
 def tag(api: httpx.Client, source1: MariaDBServer, target: MariaDBServer) -> Iterator[str]:
     t = uuid.uuid4().hex[:6]
     yield t
-    for task in api.get("/tasks").json()["data"]:
-        api.delete(f"/tasks/{q(task['name'])}", params={"force": True})
-    for s in api.get("/sources").json()["data"]:
-        if s["source_name"].endswith(t):
-            api.delete(f"/sources/{q(s['source_name'])}", params={"force": True})
-    for server in (source1, target):
-        for (db,) in server.query("SHOW DATABASES"):
-            if str(db).endswith(t):
-                server.execute(f"DROP DATABASE `{db}`")
+    drop_tagged(api, t, source1, target)
 
 
 def sync_pid(task: str) -> int | None:

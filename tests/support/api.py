@@ -46,3 +46,17 @@ def drop_test_objects(api: httpx.Client, source: MariaDBServer, target: MariaDBS
     source.execute(f"DROP DATABASE IF EXISTS `{schema}`")
     for s in target.query(f"SHOW DATABASES LIKE '%{tag}%'"):
         target.execute(f"DROP DATABASE IF EXISTS `{s[0]}`")
+
+
+def drop_tagged(api: httpx.Client, tag: str, *servers: MariaDBServer) -> None:
+    """Teardown of a test that names what it makes `...<tag>`: every task (forced), the
+    sources and the databases on `servers` whose names end with `tag`."""
+    for task in api.get("/tasks").json()["data"]:
+        api.delete(f"/tasks/{q(task['name'])}", params={"force": True})
+    for s in api.get("/sources").json()["data"]:
+        if s["source_name"].endswith(tag):
+            api.delete(f"/sources/{q(s['source_name'])}", params={"force": True})
+    for server in servers:
+        for (db,) in server.query("SHOW DATABASES"):
+            if str(db).endswith(tag):
+                server.execute(f"DROP DATABASE `{db}`")
