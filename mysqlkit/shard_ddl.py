@@ -10,7 +10,9 @@ shards' structures, the rule of DM's optimistic mode, in both modes:
   by the other shards is skipped (a column of another type is a conflict: 36102);
 - a column or index is dropped only when no other shard still has it (the rows of the
   shards that have not dropped it yet still carry it); while that is not known, it stays;
-- MODIFY of a column runs unless the target's column is already so;
+- MODIFY of a column runs at once when it widens the column (every value of the old type
+  fits the new one); otherwise once every other shard has the new type, since their rows
+  may not fit it before (a narrowed VARCHAR would truncate them);
 - renaming a column of a group with other shards is a conflict (the others' rows would
   name the old column); a RENAME TABLE, DROP TABLE or TRUNCATE TABLE of a shard, and a DROP
   DATABASE, are not run on the merged table (DM's rule too);
@@ -109,9 +111,18 @@ def _alter_skip(ddl: DDL, spec: AlterSpec, target: TableSchema,
         if renames:
             return _rename(ddl, spec.name, spec.column.name, target, peers)
         have = target.column(spec.name)
-        if have is not None and have.definition == spec.column.definition:
+        if have is None:
+            return ""  # the server says what is wrong
+        if have.definition == spec.column.definition:
             return f"column {spec.name} is already so"
-        return ""
+        if _widens(have, spec.column):
+            return ""
+        if peers is not None and all(
+                (c := p.column(spec.name)) is not None and _type_key(c) == _type_key(
+                    spec.column) and c.nullable == spec.column.nullable for p in peers):
+            return ""  # the last shard to change it
+        return (f"column {spec.name} keeps {have.column_type} until every shard has "
+                f"{spec.column.column_type}: the other shards' rows may not fit it")
     if op == "rename_column":
         return _rename(ddl, spec.name, spec.new_name, target, peers)
     if op == "rename_table":
@@ -159,6 +170,42 @@ def _drop_index_skip(name: str, target: TableSchema | None,
 
 
 _INTEGERS = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
+
+
+_RANKS = {t: i for i, t in enumerate(("tinyint", "smallint", "mediumint", "int", "bigint"))}
+_RANKS.update({t: i for i, t in enumerate(("tinytext", "text", "mediumtext", "longtext"))})
+_RANKS.update({t: i for i, t in enumerate(("tinyblob", "blob", "mediumblob", "longblob"))})
+_FAMILIES = (_INTEGERS, frozenset({"tinytext", "text", "mediumtext", "longtext"}),
+             frozenset({"tinyblob", "blob", "mediumblob", "longblob"}))
+
+
+def _widens(old: Column, new: Column) -> bool:
+    """Every value of `old` fits `new`, and `new` takes NULL if `old` does: a change the
+    other shards' rows cannot break. Conservative: False when unsure."""
+    if old.nullable and not new.nullable:
+        return False
+    # A DDL's column without CHARACTER SET takes the table's, which the target prints.
+    if old.charset and new.charset and old.charset != new.charset:
+        return False
+    a, b = old.data_type, new.data_type
+    if any(a in f and b in f for f in _FAMILIES):
+        return _RANKS[b] >= _RANKS[a] and (a not in _INTEGERS or old.unsigned == new.unsigned)
+    if a != b or old.unsigned != new.unsigned:
+        return False
+    x, y = _args(old.column_type), _args(new.column_type)
+    if a in ("varchar", "char", "varbinary", "binary", "bit") and len(x) == len(y) == 1:
+        return y[0] >= x[0]
+    if a == "decimal" and len(x) == len(y) == 2:
+        return y[1] >= x[1] and y[0] - y[1] >= x[0] - x[1]
+    return _type_key(old) == _type_key(new)  # same type: a default or a comment changes
+
+
+def _args(column_type: str) -> list[int]:
+    inside = column_type.partition("(")[2].partition(")")[0]
+    try:
+        return [int(v) for v in inside.split(",")] if inside else []
+    except ValueError:
+        return []
 
 
 def _type_key(c: Column) -> tuple[str, ...]:

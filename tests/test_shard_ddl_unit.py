@@ -109,3 +109,19 @@ def test_without_alters_keeps_text_and_routes_names() -> None:
     assert kept is not None and kept.routed(r) == (
         "ALTER TABLE `m`.`merged` ADD COLUMN (a INT, b INT), DROP COLUMN z /* why */")
     assert ddl.without_alters(range(4)) is None
+
+
+def test_modify_widening_runs_at_once_narrowing_waits_for_every_shard() -> None:
+    peer_old = table(name="t2")  # v VARCHAR(20), c INT
+    assert run("ALTER TABLE t MODIFY v VARCHAR(40)", TARGET, [peer_old]) is not None
+    assert run("ALTER TABLE t MODIFY c BIGINT", TARGET, [peer_old]) is not None
+    assert run("ALTER TABLE t MODIFY c INT UNSIGNED", TARGET, [peer_old]) is None
+    d = decide(one("ALTER TABLE t MODIFY v VARCHAR(10)"), TARGET, [peer_old])
+    assert d.ddl is None and "until every shard" in d.skipped[0]
+    assert run("ALTER TABLE t MODIFY v VARCHAR(20) NOT NULL", TARGET, [peer_old]) is None
+    assert run("ALTER TABLE t MODIFY v VARCHAR(10)", TARGET, None) is None
+    # The last shard to narrow it: now it runs.
+    peer_new = table(BASE.replace("v VARCHAR(20)", "v VARCHAR(10)"), name="t2")
+    assert run("ALTER TABLE t MODIFY v VARCHAR(10)", TARGET, [peer_new]) == (
+        "ALTER TABLE `m`.`merged` MODIFY v VARCHAR(10)")
+    assert run("ALTER TABLE t MODIFY v TEXT", TARGET, [peer_old]) is None  # another type

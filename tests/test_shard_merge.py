@@ -115,6 +115,16 @@ def test_shard_ddl_keeps_the_merged_table_the_union(api: httpx.Client, tag: str,
     assert {str(r[2]) for r in target.query(f"SHOW INDEX FROM `{tschema}`.merged")} == {
         "PRIMARY", "ix_v"}
 
+    # Narrowing a column on some shards waits for the rest: their rows must still fit.
+    for t in ("shard_2", "shard_4"):
+        source1.execute(f"ALTER TABLE {s1}.{t} MODIFY v VARCHAR(5)")
+    source2.execute(f"INSERT INTO {s1}.shard_3 VALUES (36, 'twelve chars')")
+    wait_synced(api, name, has(target, tschema, [(36, "twelve chars")], exact=False))
+    [(v_type,)] = target.query("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
+                               "TABLE_SCHEMA = %s AND TABLE_NAME = 'merged' AND "
+                               "COLUMN_NAME = 'v'", (tschema,))
+    assert v_type == "varchar(20)"
+
     # Renaming a column of one shard while others keep the old name: a conflict.
     source2.execute(f"ALTER TABLE {s1}.shard_3 RENAME COLUMN v TO w")
     for _ in range(300):
