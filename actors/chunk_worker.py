@@ -13,7 +13,7 @@ import ray
 from mysqlkit import upstream
 from mysqlkit.chunks import Chunk
 from mysqlkit.dump import chunk_lines, dump_chunk, open_snapshot_reader
-from mysqlkit.dumpfiles import iter_statements, write_chunk_file
+from mysqlkit.dumpfiles import iter_statements, statement_rows, write_chunk_file
 from mysqlkit.load import (
     Lines,
     connect_for_load,
@@ -132,7 +132,7 @@ class ChunkWorker:
             self.readers.put_nowait(reader)
         _path, nbytes = await write_chunk_file(data_dir, c["schema"], c["table"],
                                                int(c["index"]), statements)
-        return {"rows": 0, "bytes": nbytes}
+        return {"rows": sum(statement_rows(s) for s in statements), "bytes": nbytes}
 
     async def load_file(self, c: dict[str, Any]) -> dict[str, int]:
         """`load` mode: one data file (ours or mydumper's) in one transaction with its

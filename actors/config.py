@@ -21,6 +21,11 @@ class RuntimeConfig(BaseModel):
     heartbeat_interval: float = 1.0
     # A worker whose last heartbeat is older than this is offline (DM uses 10 s).
     heartbeat_timeout: float = 10.0
+    # A retryable error (lost connection, deadlock, unreachable server) is retried for
+    # this long, shown in the subtask's error_msg meanwhile; then the subtask pauses.
+    retry_timeout: float = 300.0
+    # Tests only: where mysqlkit.faults crash points are armed ("" = off).
+    fault_dir: str = ""
 
     @classmethod
     def build(cls, data_dir: str | Path, store_url: str | None = None,

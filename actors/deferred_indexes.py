@@ -64,6 +64,15 @@ async def drop_marks(target: upstream.ConnConfig, meta: str, task: str) -> None:
         await conn.query(f"DROP TABLE IF EXISTS {marks_table(meta, task)}")
 
 
+async def create_schemas(target: upstream.ConnConfig, schemas: Sequence[str]) -> None:
+    """The target schemas of the migrated source schemas, those without tables too."""
+    if not schemas:
+        return
+    async with upstream.open_conn(target) as conn:
+        for schema in schemas:
+            await conn.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(schema)}")
+
+
 async def create_tables(target: upstream.ConnConfig, meta: str, task: str, source: str,
                         tables: Sequence[TargetTable]) -> dict[TableKey, tuple[str, ...]]:
     """Create the target tables (as create_target_table; several source tables may route

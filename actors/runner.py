@@ -17,36 +17,47 @@ import math
 import time
 from collections.abc import Container
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.chunk_worker import ChunkWorker, checkpoint_table
-from actors.deferred_indexes import IndexBuilder, TargetTable, create_tables, drop_marks
+from actors.config import RuntimeConfig
+from actors.deferred_indexes import (
+    IndexBuilder,
+    TargetTable,
+    create_schemas,
+    create_tables,
+    drop_marks,
+)
 from actors.remote import COORDINATOR, get_actor, worker_actor_name
-from actors.sync_worker import SyncWorker, build_spec
+from actors.sync_worker import SyncWorker, build_spec, replica_server_id
+from domain.task import TaskState
+from domain.task_models import Task
+from events.base import DomainEvent
 from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
 from events.task import DumpPlanned, DumpSnapshotTaken, SubtaskProgress
 from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
+from mysqlkit.binlog import find_start_by_time
 from mysqlkit.chunks import plan_chunks
 from mysqlkit.dump import BinlogPosition, SnapshotLock
 from mysqlkit.dumpfiles import (
     chunk_file_name,
+    chunk_file_rows,
     list_dump,
     read_create_table,
     write_metadata,
     write_schema_create,
     write_table_schema,
 )
-from mysqlkit.routing import migrate_targets, router_for_source
+from mysqlkit.retry import RetryClock, exhausted
+from mysqlkit.routing import migrate_schemas, migrate_targets, router_for_source
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo, table_info
-
-if TYPE_CHECKING:
-    from actors.task import TaskManager
+from storage.eventstore import WrongExpectedVersion
 
 log = logging.getLogger("dmray.runner")
 
@@ -122,8 +133,40 @@ async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
     await sync_checkpoint.drop(target, meta, task, source)
 
 
+class Superseded(Exception):
+    """The runner is no longer its subtask's (stopped, moved): it records nothing more."""
+
+
+class RunnerHost(Protocol):
+    """What a subtask runner may see of its task actor, and the one way it may record an
+    event on the task's stream: `record`, which the host serializes with its own commands
+    and refuses (Superseded) once the runner is no longer the subtask's."""
+
+    name: str
+    cfg: RuntimeConfig
+    start_options: dict[str, dict[str, Any]]
+
+    @property
+    def state(self) -> TaskState: ...
+
+    def task_model(self) -> Task: ...
+
+    def target_conn(self) -> upstream.ConnConfig: ...
+
+    async def source_conn(self, source: str) -> upstream.ConnConfig: ...
+
+    async def source_view(self, source: str) -> dict[str, Any]: ...
+
+    async def record(self, runner: SubtaskRunner, event: DomainEvent) -> None: ...
+
+    async def enter_sync(self, source: str, runner: SubtaskRunner) -> None: ...
+
+    async def runner_done(self, source: str, runner: SubtaskRunner, error: DMError | None,
+                          again: bool = False) -> None: ...
+
+
 class SubtaskRunner:
-    def __init__(self, mgr: TaskManager, source: str, resumed: bool = False):
+    def __init__(self, mgr: RunnerHost, source: str, resumed: bool = False):
         self.mgr = mgr
         self.source = source
         # Started again by itself (moved to another worker, task actor restarted), not by
@@ -140,6 +183,7 @@ class SubtaskRunner:
         self.rows = 0
         self.bytes = 0
         self.est_rows = 0
+        self.est_bytes = 0
         self.started = time.monotonic()
         self.binlog = ""
         self.gtid = ""
@@ -189,23 +233,22 @@ class SubtaskRunner:
 
     async def _run(self) -> None:
         error: DMError | None = None
+        again = False
         try:
-            mode = self.mgr.state.task.get("task_mode", "full")
-            if mode == "load":
-                await self._load_files()
-            elif mode == "incremental":
-                await self._sync(all_mode=False)
-            elif mode == "all":
-                if self.mgr.state.subtasks[self.source].unit != "Sync":
-                    await self._full()
-                    await self.mgr.enter_sync(self.source, self)
-                await self._sync(all_mode=True)
-            else:
-                await self._full(to_files=mode == "dump")
+            await self._units_retrying()
         except asyncio.CancelledError:
             raise
+        except Superseded:
+            log.info("subtask %s/%s: superseded, ending", self.mgr.name, self.source)
         except DMError as exc:
             error = exc
+        except WrongExpectedVersion:
+            # Another writer of the task's stream (not one of this actor's: they are
+            # serialized): an internal matter, never a pause. The state was reloaded; the
+            # host starts the subtask again from it if it is still Running.
+            log.warning("subtask %s/%s: the task's stream moved under us; starting again",
+                        self.mgr.name, self.source)
+            again = True
         except Exception as exc:  # anything unforeseen pauses the subtask, with a message
             log.exception("subtask %s/%s failed", self.mgr.name, self.source)
             error = API_ERROR(scrub(f"{type(exc).__name__}: {exc}"))
@@ -214,7 +257,46 @@ class SubtaskRunner:
             if self._indexes is not None:
                 self._indexes.cancel()
             self.placed.set()
-        await self.mgr.runner_done(self.source, self, error)
+        await self.mgr.runner_done(self.source, self, error, again)
+
+    async def _units_retrying(self) -> None:
+        """The subtask's units; a retryable error (a server unreachable, a lost connection)
+        runs them again from their checkpoints, shown in error_msg meanwhile, until
+        retry_timeout has passed since it first failed; any other error pauses at once."""
+        retry = RetryClock(self.mgr.cfg.retry_timeout)
+        while True:
+            try:
+                await self._units()
+                return
+            except DMError as exc:
+                delay = retry.next_delay() if exc.retryable else None
+                if delay is None:
+                    raise exhausted(exc) from None
+                self.retrying = str(exc)
+                log.warning("subtask %s/%s: %s; retrying in %.1fs", self.mgr.name,
+                            self.source, exc.message, delay)
+                self._kill_workers()
+                if self._indexes is not None:
+                    self._indexes.cancel()
+                    self._indexes = None
+                await asyncio.sleep(delay)
+
+    async def _units(self) -> None:
+        mode = self.mgr.state.task.get("task_mode", "full")
+        if mode == "load":
+            await self._load_files()
+        elif mode == "incremental":
+            await self._sync(all_mode=False)
+        elif mode == "all":
+            if self.mgr.state.subtasks[self.source].unit != "Sync":
+                await self._full()
+                # The snapshot transactions (and the metadata locks they hold on the
+                # source's tables) end with the dump: never held while replicating.
+                self._kill_workers()
+                await self.mgr.enter_sync(self.source, self)
+            await self._sync(all_mode=True)
+        else:
+            await self._full(to_files=mode == "dump")
 
     # --- placement ------------------------------------------------------------------
     async def _place(self) -> dict[str, Any]:
@@ -274,7 +356,7 @@ class SubtaskRunner:
         pct = 100.0 * self.done_chunks / self.total_chunks if self.total_chunks else 0.0
         progress = f"{pct:.2f} %"
         bps = int(self.bytes / elapsed)
-        return {
+        out = {
             "dump_status": {"total_tables": self.total_tables,
                             "completed_tables": float(len(self.done_tables)),
                             "finished_bytes": float(self.bytes),
@@ -282,13 +364,23 @@ class SubtaskRunner:
                             "estimate_total_rows": float(self.est_rows),
                             "bps": bps, "progress": progress},
             "load_status": {"finished_bytes": self.bytes,
-                            "total_bytes": self.bytes if pct >= 100 else 0,
+                            "total_bytes": self.bytes if pct >= 100 else self._total_bytes(),
                             "progress": progress, "meta_binlog": self.binlog,
                             "meta_binlog_gtid": self.gtid, "bps": bps},
         }
+        if self.retrying:
+            out["error_msg"] = self.retrying
+        return out
+
+    def _total_bytes(self) -> int:
+        """What the load will have written in all, while it runs: the bytes so far scaled
+        by the rows still to come, else the source's own size estimate."""
+        if self.rows and self.est_rows > self.rows:
+            return max(self.bytes, int(self.bytes * self.est_rows / self.rows))
+        return max(self.bytes, self.est_bytes)
 
     async def _record_progress(self) -> None:
-        await self.mgr.agg.record(SubtaskProgress(
+        await self.mgr.record(self, SubtaskProgress(
             source_name=self.source, unit=self.unit, finished_chunks=self.done_chunks,
             total_chunks=self.total_chunks, finished_rows=self.rows, finished_bytes=self.bytes))
 
@@ -320,6 +412,7 @@ class SubtaskRunner:
         await self._spawn_workers(src, tgt, export_threads, import_threads, on_dup, meta)
         # The table list and infos are read again on every (re)start; the chunk plan is not.
         pairs = await migrate_targets(src, router)
+        schemas = await migrate_schemas(src, router)
         infos: dict[tuple[str, str], TableInfo] = {}
         async with upstream.open_conn(src) as conn:
             for s, _t in pairs:
@@ -334,24 +427,24 @@ class SubtaskRunner:
                                        "target_schema": t.schema, "target_table": t.table,
                                        "index": c.index, "where": c.where,
                                        "est_rows": c.est_rows})
-                await mgr.agg.record(DumpPlanned(source_name=self.source, chunks=chunks))
+                await mgr.record(self, DumpPlanned(source_name=self.source, chunks=chunks))
             plan = list(mgr.state.subtasks[self.source].chunks or [])
 
         self.total_chunks = len(plan)
         self.total_tables = len({(c["schema"], c["table"]) for c in plan})
         self.est_rows = sum(int(c.get("est_rows", 0)) for c in plan)
+        self.est_bytes = sum(i.est_rows * i.avg_row_length for i in infos.values())
         data_dir = self.data_dir()
         if to_files:
             started = dt.datetime.now()
+            for schema, _target in schemas:
+                write_schema_create(data_dir, schema)
             for s, _t in pairs:
-                write_schema_create(data_dir, s.schema)
                 write_table_schema(data_dir, s.schema, s.table,
                                    infos[(s.schema, s.table)].create_sql)
-            done = {chunk_key(c): (0, (data_dir / chunk_file_name(
-                c["schema"], c["table"], int(c["index"]))).stat().st_size)
-                for c in plan if (data_dir / chunk_file_name(
-                    c["schema"], c["table"], int(c["index"]))).exists()}
+            done = await asyncio.to_thread(_dumped_chunks, data_dir, plan)
         else:
+            await create_schemas(tgt, sorted({t for _s, t in schemas}))
             pending = await create_tables(tgt, meta, mgr.name, self.source, [
                 TargetTable(s.table, infos[(s.schema, s.table)].create_sql, t.schema, t.table)
                 for s, t in pairs])
@@ -359,6 +452,8 @@ class SubtaskRunner:
                                          import_threads)
             done = await done_chunks(tgt, meta, mgr.name, self.source)
             self._indexes.update(done)
+        self.retrying = ""  # source and target answer again
+        self.rows = self.bytes = 0
         for rows, nbytes in done.values():
             self.rows += rows
             self.bytes += nbytes
@@ -366,6 +461,14 @@ class SubtaskRunner:
         self.done_chunks = self.total_chunks - len(remaining)
         self.done_keys = set(done)
         self._update_done_tables(plan, self.done_keys)
+        st = mgr.state.subtasks[self.source]
+        if not plan and not st.binlog_name and not st.binlog_gtid:
+            # Nothing to read (no table yet): the dump still stands for a point in the
+            # binlog, where the sync starts and sees the tables being created. No lock:
+            # there is no table to be consistent with.
+            await self._snapshot_position(src)
+        elif not plan:
+            self.position = BinlogPosition(st.binlog_name, st.binlog_pos, st.binlog_gtid)
 
         attempt = 0
         while remaining:
@@ -400,6 +503,23 @@ class SubtaskRunner:
             self.unit = "Load"
         await self._record_progress()
 
+    async def _snapshot_position(self, src: upstream.ConnConfig) -> None:
+        lock = SnapshotLock(src, "none")
+        await lock.acquire()
+        try:
+            pos = await lock.position()
+        finally:
+            await lock.release()
+        await self._record_snapshot(pos)
+
+    async def _record_snapshot(self, pos: BinlogPosition) -> None:
+        self.position = pos
+        self.binlog = f"({pos.binlog_name}, {pos.binlog_pos})" if pos.binlog_name else ""
+        self.gtid = pos.gtid or ""
+        await self.mgr.record(self, DumpSnapshotTaken(
+            source_name=self.source, binlog_name=pos.binlog_name, binlog_pos=pos.binlog_pos,
+            binlog_gtid=pos.gtid or ""))
+
     async def _sync(self, all_mode: bool) -> None:
         """Incremental replication in a sync worker process; a lost worker is replaced and
         resumes from the checkpoint in the target."""
@@ -426,10 +546,18 @@ class SubtaskRunner:
                 start = BinlogPosition(conf.binlog_name or "", int(conf.binlog_pos or 4),
                                        conf.binlog_gtid or "")
         opts = mgr.start_options.get(self.source, {})
+        start_time = None if all_mode else opts.get("start_time")
+        if start_time is not None:
+            # DM: a start_time given on start wins over source_conf's position and over
+            # the checkpoint (consumed once: a moved or restarted runner goes on from the
+            # checkpoint it leaves).
+            start = await self._start_at_time(src, tgt, task, flavor, float(start_time))
+            opts["start_time"] = None
         spec = build_spec(task, self.source, src, tgt, flavor=flavor,
                           gtid_mode=bool(view.get("enable_gtid")), start=start,
-                          start_time=opts.get("start_time"), exit_safe=exit_safe,
-                          safe_mode_seconds=float(opts.get("safe_mode_seconds", 0.0)))
+                          start_time=None, exit_safe=exit_safe,
+                          safe_mode_seconds=float(opts.get("safe_mode_seconds", 0.0)),
+                          cfg=mgr.cfg)
         losses: list[float] = []
         while True:
             opts = await self._place()
@@ -452,6 +580,23 @@ class SubtaskRunner:
                             "checkpoint", mgr.name, self.source)
                 self._sync_worker = None
                 await asyncio.sleep(0.5)
+
+    async def _start_at_time(self, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
+                             task: Task, flavor: str, start_time: float) -> BinlogPosition:
+        """The binlog position of `start_time`. A checkpoint already there is moved to it,
+        keeping its tracker, and stays in safe mode up to where it was: rows between the
+        two positions may be in the target already."""
+        found = await asyncio.to_thread(
+            find_start_by_time, src, int(start_time),
+            server_id=replica_server_id(task.name, self.source), flavor=flavor)
+        cp = await sync_checkpoint.load(tgt, task.meta_schema, task.name, self.source)
+        if cp is not None:
+            await sync_checkpoint.save(tgt, task.meta_schema, task.name, self.source, found,
+                                       sync_checkpoint.later(cp.exit_safe, cp.position),
+                                       cp.tracker)
+        log.info("subtask %s/%s: start_time %s is at %s", task.name, self.source,
+                 start_time, found)
+        return found
 
     async def _load_files(self) -> None:
         """`load` mode: import a dump in data_dir, ours or mydumper's, routed by the task's
@@ -589,12 +734,7 @@ class SubtaskRunner:
             pos = await lock.position()
         finally:
             await lock.release()
-        self.position = pos
-        self.binlog = f"({pos.binlog_name}, {pos.binlog_pos})" if pos.binlog_name else ""
-        self.gtid = pos.gtid or ""
-        await self.mgr.agg.record(DumpSnapshotTaken(
-            source_name=self.source, binlog_name=pos.binlog_name, binlog_pos=pos.binlog_pos,
-            binlog_gtid=pos.gtid or ""))
+        await self._record_snapshot(pos)
 
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for c in remaining:
@@ -622,6 +762,17 @@ class SubtaskRunner:
 
         lanes = [lane(w) for w in self._workers for _ in range(readers)]
         await asyncio.gather(*lanes)
+
+
+def _dumped_chunks(data_dir: Path, plan: list[dict[str, Any]]
+                   ) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """`dump` mode's checkpoints: the chunk files already written, (rows, bytes) each."""
+    out = {}
+    for c in plan:
+        path = data_dir / chunk_file_name(c["schema"], c["table"], int(c["index"]))
+        if path.exists():
+            out[chunk_key(c)] = (chunk_file_rows(path), path.stat().st_size)
+    return out
 
 
 def _actor_class(cls: Any) -> Any:

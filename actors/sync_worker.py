@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from actors.config import RuntimeConfig
 from domain.task_models import Task
 from mysqlkit import upstream
 from mysqlkit.binlog_filter import BinlogFilter
@@ -31,7 +32,7 @@ def replica_server_id(task: str, source: str) -> int:
 def build_spec(task: Task, source: str, src: upstream.ConnConfig, tgt: upstream.ConnConfig,
                *, flavor: str, gtid_mode: bool, start: BinlogPosition | None,
                start_time: float | None, exit_safe: BinlogPosition | None,
-               safe_mode_seconds: float) -> SyncSpec:
+               safe_mode_seconds: float, cfg: RuntimeConfig | None = None) -> SyncSpec:
     router = router_for_source(task, source)
     conf = task.source_config.incr_migrate_conf
     return SyncSpec(
@@ -43,6 +44,8 @@ def build_spec(task: Task, source: str, src: upstream.ConnConfig, tgt: upstream.
         safe_mode=bool(conf and conf.safe_mode), safe_mode_seconds=safe_mode_seconds,
         start=start, start_time=start_time, exit_safe=exit_safe,
         shard_mode=task.shard_mode or "",
+        retry_timeout=cfg.retry_timeout if cfg else 300.0,
+        fault_dir=cfg.fault_dir if cfg else "",
         peer_routers={c.source_name: router_for_source(task, c.source_name)
                       for c in task.source_config.source_conf if c.source_name != source}
         if task.shard_mode else {})

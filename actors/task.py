@@ -18,9 +18,10 @@ import ray
 
 from actors.config import RuntimeConfig
 from actors.remote import call, source_actor_name
-from actors.runner import SubtaskRunner, drop_checkpoints, empty_sync_status
+from actors.runner import SubtaskRunner, Superseded, drop_checkpoints, empty_sync_status
 from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
 from domain.task_models import OperateTaskTableStructureRequest, Task
+from events.base import DomainEvent
 from events.errors import (
     API_ERROR,
     META_NOT_SET,
@@ -274,13 +275,22 @@ class TaskManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runner.placed.wait(), RELOCATE_WAIT_S)
 
+    async def record(self, runner: SubtaskRunner, event: DomainEvent) -> None:
+        """A runner's event (progress, plan, snapshot) on the task's stream. Appends are
+        serialized by the aggregate, so a runner never races a command or another runner;
+        a runner that is no longer its subtask's (stopped, moved) records nothing."""
+        if self.runners.get(runner.source) is not runner:
+            raise Superseded(runner.source)
+        await self.agg.record(event)
+
     def running_unit(self, source: str) -> str | None:
         st = self.state.subtasks.get(source)
         return st.unit if st is not None and st.stage == RUNNING else None
 
     async def runner_done(self, source: str, runner: SubtaskRunner,
-                          error: DMError | None) -> None:
-        """Called by a runner when it ends by itself: finished, or paused by an error."""
+                          error: DMError | None, again: bool = False) -> None:
+        """Called by a runner when it ends by itself: finished, paused by an error, or
+        (`again`) ended by an internal matter that a fresh runner resolves."""
         async with self._lock:
             if self.runners.get(source) is not runner:
                 return  # cancelled meanwhile: stop() or delete() recorded the stage
@@ -288,6 +298,9 @@ class TaskManager:
             self.last_progress[source] = runner.progress()
             st = self.state.subtasks.get(source)
             if st is None or st.stage != RUNNING:
+                return
+            if again:
+                self._launch(source, resumed=True)
                 return
             if error is None:
                 await self.agg.record(SubtaskStageChanged(source_name=source, stage=FINISHED,
@@ -379,15 +392,16 @@ class TaskManager:
             st = self.state.subtasks[source]
             runner = self.runners.get(source)
             out.append(_subtask_status(self.name, st, workers.get(source, ""), runner,
-                                       self.last_progress.get(source)))
+                                       self.last_progress.get(source),
+                                       UNITS[self.state.task.get("task_mode", "full")]))
         return out
 
 
 def _subtask_status(task: str, st: SubtaskState, worker: str, runner: SubtaskRunner | None,
-                    last: dict[str, Any] | None) -> dict[str, Any]:
+                    last: dict[str, Any] | None, first_unit: str) -> dict[str, Any]:
     status: dict[str, Any] = {"name": task, "source_name": st.source_name,
                               "worker_name": worker, "stage": st.stage,
-                              "unit": st.unit or "Dump"}
+                              "unit": st.unit or first_unit}
     if st.error_msg:
         status["error_msg"] = st.error_msg
     if runner is not None:

@@ -63,17 +63,24 @@ class ErrorCode:
     scope: ErrScope = ErrScope.INTERNAL
     level: ErrLevel = ErrLevel.MEDIUM
     workaround: str = ""
+    # Whether waiting and trying again can cure it (a lost connection, an unreachable
+    # server, a lock wait), as DM's terror classes errors. A subtask retries a retryable
+    # error for a bounded time (RuntimeConfig.retry_timeout), showing it in error_msg;
+    # any other error pauses it at once.
+    retryable: bool = False
 
     @property
     def cls(self) -> str:
         return class_of(self.code)
 
-    def __call__(self, *args: object, cause: str = "", workaround: str | None = None) -> DMError:
+    def __call__(self, *args: object, cause: str = "", workaround: str | None = None,
+                 retryable: bool | None = None) -> DMError:
         return DMError(
             self,
             self.message.format(*args) if args else self.message,
             cause=cause,
             workaround=self.workaround if workaround is None else workaround,
+            retryable=self.retryable if retryable is None else retryable,
         )
 
 
@@ -98,12 +105,14 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
 class DMError(Exception):
     """An error with DM's code/class/scope/level; what the API and the logs show."""
 
-    def __init__(self, code: ErrorCode, message: str, cause: str = "", workaround: str = ""):
+    def __init__(self, code: ErrorCode, message: str, cause: str = "", workaround: str = "",
+                 retryable: bool | None = None):
         super().__init__(message)
         self.error_code = code
         self.message = message
         self.cause = scrub(cause)
         self.workaround = workaround
+        self.retryable = code.retryable if retryable is None else retryable
 
     @property
     def code(self) -> int:
@@ -123,7 +132,8 @@ class DMError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Ray pickles exceptions across processes; keep every field.
-        return (DMError, (self.error_code, self.message, self.cause, self.workaround))
+        return (DMError, (self.error_code, self.message, self.cause, self.workaround,
+                          self.retryable))
 
 
 # --- The catalogue: DM's codes that dmray returns. --------------------------------------
@@ -220,7 +230,13 @@ BINLOG_PURGED = ErrorCode(22101, "the binlog {} the task needs has been purged f
                           "Please start the task again from a full migration (task-mode all "
                           "with remove-meta), or from a binlog position the source still has.")
 BINLOG_READ = ErrorCode(22102, "reading the binlog failed: {}", ErrScope.UPSTREAM,
-                        ErrLevel.HIGH)
+                        ErrLevel.HIGH, retryable=True)
+# Nowhere to start reading: no checkpoint, no position in source_conf, no snapshot.
+BINLOG_NO_START = ErrorCode(22105, "no binlog position to start from: {}", ErrScope.INTERNAL,
+                            ErrLevel.HIGH,
+                            "Set binlog_name/binlog_pos (or binlog_gtid) in the task's "
+                            "source_conf, start it with start_time, or run it in task_mode "
+                            "all.")
 BINLOG_START_TIME = ErrorCode(22103, "no binlog event at or after start_time {}",
                               ErrScope.UPSTREAM, ErrLevel.MEDIUM)
 BINLOG_DECODE = ErrorCode(22104, "can not decode the row event of {}: {}", ErrScope.INTERNAL,

@@ -34,7 +34,14 @@ from typing import Any, Protocol, cast
 
 import pymysql
 
-from events.errors import BINLOG_DECODE, BINLOG_PURGED, BINLOG_READ, BINLOG_START_TIME, DMError
+from events.errors import (
+    BINLOG_DECODE,
+    BINLOG_NO_START,
+    BINLOG_PURGED,
+    BINLOG_READ,
+    BINLOG_START_TIME,
+    DMError,
+)
 from mysqlkit import binlog_events as E
 from mysqlkit.binlog_stream import ConnectionLost, NetworkEventSource
 from mysqlkit.dump import BinlogPosition
@@ -432,13 +439,13 @@ class BinlogReader:
         if self.gtid_mode and self.start.start_time is None:
             # A start_time was resolved to a position (exact, its GTID set known) above.
             if not start.gtid:
-                raise BINLOG_READ("GTID mode needs a GTID set to start from")
+                raise BINLOG_NO_START("GTID mode needs a GTID set")
             source = NetworkEventSource(settings, self.server_id, flavor=self.flavor,
                                         gtid=start.gtid, blocking=self.blocking,
                                         heartbeat=heartbeat, read_timeout=self.read_timeout)
         else:
             if not start.binlog_name:
-                raise BINLOG_READ("no binlog position to start from")
+                raise BINLOG_NO_START("no binlog file given")
             source = NetworkEventSource(settings, self.server_id, flavor=self.flavor,
                                         binlog_name=start.binlog_name,
                                         binlog_pos=start.binlog_pos, blocking=self.blocking,
@@ -460,12 +467,12 @@ class BinlogReader:
         self._gtids = GtidSet.parse(start.gtid, self.flavor)
         if self.gtid_mode:
             if not start.gtid:
-                raise BINLOG_READ("GTID mode needs a GTID set to start from")
+                raise BINLOG_NO_START("GTID mode needs a GTID set")
             source = RelayFileSource(relay_dir, gtid=GtidSet.parse(start.gtid, self.flavor),
                                      blocking=self.blocking, heartbeat=self.heartbeat)
         else:
             if not start.binlog_name:
-                raise BINLOG_READ("no binlog position to start from")
+                raise BINLOG_NO_START("no binlog file given")
             source = RelayFileSource(relay_dir, start.binlog_name, start.binlog_pos,
                                      blocking=self.blocking, heartbeat=self.heartbeat)
         self._source = source

@@ -78,6 +78,26 @@ def chunk_file_name(schema: str, table: str, index: int) -> str:
     return f"{_enc(schema)}.{_enc(table)}.{index:09d}.sql"
 
 
+def statement_rows(stmt: bytes) -> int:
+    """Rows in one of dump_chunk's `INSERT ... VALUES\n(...),\n(...);\n` statements: a
+    line each after the header line, since the quoting of values escapes every newline
+    (an identifier holding a newline would miscount)."""
+    return max(0, stmt.count(b"\n") - 1)
+
+
+def chunk_file_rows(path: Path | str) -> int:
+    """Rows in a chunk file this dump wrote (see statement_rows): its lines less one
+    header line per statement (each ends with ";\n", which no quoted value holds)."""
+    lines = ends = 0
+    tail = b""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+            ends += (tail + block).count(b";\n") - tail.count(b";\n")
+            tail = block[-1:]
+    return max(0, lines - ends)
+
+
 # --- writers -------------------------------------------------------------------------------
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -217,6 +217,18 @@ def router_for_source(task: Task, source_name: str, case_sensitive: bool = True)
     return TableRouter(rules, case_sensitive=case_sensitive)
 
 
+async def migrate_schemas(cfg: ConnConfig, router: TableRouter) -> list[tuple[str, str]]:
+    """(source, target) of every upstream schema the router migrates, tables or not: a
+    schema still empty at the dump exists on the target all the same, for the tables
+    created in it later."""
+    out = []
+    for s in await list_schemas(cfg):
+        target = router.route_schema(s)
+        if target is not None:
+            out.append((s, target))
+    return out
+
+
 async def migrate_targets(
     cfg: ConnConfig,
     router: TableRouter,

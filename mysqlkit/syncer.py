@@ -34,8 +34,8 @@ import asyncmy
 import orjson
 
 from events.errors import (
+    BINLOG_NO_START,
     BINLOG_PURGED,
-    BINLOG_READ,
     SYNC_COLUMN_MISMATCH,
     SYNC_EXEC,
     DMError,
@@ -55,6 +55,8 @@ from mysqlkit.causality import Causality, change_keys
 from mysqlkit.ddl import DDL, Column, parse_ddl
 from mysqlkit.dml import ChangeKind, RowChange, build_batch
 from mysqlkit.dump import BinlogPosition
+from mysqlkit.faults import crash_point
+from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.routing import TableRouter
 from mysqlkit.rowcodec import APPLY_SESSION_SQL
 from mysqlkit.schema_tracker import SchemaTracker, TableSchema, load_table
@@ -65,12 +67,10 @@ log = logging.getLogger("dmray.syncer")
 FLUSH_EVERY_S = 1.0  # global checkpoint interval while events flow
 STATUS_EVERY_S = 2.0  # how often the master's position is read for status
 READ_CHUNK = 512  # events per hand-over from the reader thread
-RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 _CAUGHT_UP = object()  # in a hand-over: the reader has nothing more from the source yet
-MAX_TRANSIENT_RETRIES = 30
 # Server errors a retry can cure: lost/refused connections, deadlocks, lock wait timeouts,
 # a read-only or shutting-down target.
-_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1290, 2002, 2003, 2006, 2013, 2055})
+_TRANSIENT = upstream.TRANSIENT_ERRNOS
 # DDL errors that only mean "already done": replaying a DDL that was applied just before a
 # crash, before its checkpoint was written.
 _DDL_ALREADY_DONE = frozenset({1007, 1008, 1050, 1051, 1054, 1060, 1061, 1091, 1146})
@@ -104,6 +104,9 @@ class SyncSpec:
     # through mysqlkit.shard_ddl; the task's other sources' routers tell their shards.
     shard_mode: str = ""
     peer_routers: dict[str, TableRouter] = field(default_factory=dict)
+    # A retryable error is retried this long (since it first failed), then pauses.
+    retry_timeout: float = 300.0
+    fault_dir: str = ""  # tests only: mysqlkit.faults crash points
 
 
 @dataclass
@@ -159,6 +162,7 @@ class Syncer:
         # A transient error being retried (DM format), shown in status while it lasts.
         self.retrying = ""
         self._relay_lacks_start = False
+        self._read_at: BinlogPosition | None = None  # for dump_io_total_bytes
 
     # --- entry ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -175,8 +179,9 @@ class Syncer:
         self._lane_tasks = [asyncio.create_task(self._lane(i)) for i in range(n)]
         status_task = asyncio.create_task(self._poll_master())
         try:
-            attempt = 0
+            retry = RetryClock(spec.retry_timeout)
             while True:
+                pos_before = self.pos
                 try:
                     await self._stream()
                     return
@@ -192,15 +197,16 @@ class Syncer:
                         if self._txn_start is not None:
                             self.exit_safe = checkpoint.later(self.exit_safe, self._txn_start)
                         continue
-                    if err.error_code is not BINLOG_READ or attempt >= MAX_TRANSIENT_RETRIES:
-                        raise
+                    if self.pos != pos_before:
+                        retry.reset()  # it read on for a while: a new failure
+                    delay = retry.next_delay() if err.retryable else None
+                    if delay is None:
+                        raise exhausted(err) from None
                     # The reader lost its connection: resume reading at the last
                     # transaction boundary; the half-read transaction replays in safe mode.
                     await self._barrier()
                     if self._txn_start is not None:
                         self.exit_safe = checkpoint.later(self.exit_safe, self._txn_start)
-                    delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                    attempt += 1
                     self.retrying = str(err)
                     log.warning("sync %s/%s: %s; retrying in %.1fs", spec.task, spec.source,
                                 err.message, delay)
@@ -231,7 +237,8 @@ class Syncer:
                                             int(spec.start_time), server_id=spec.server_id,
                                             flavor=spec.flavor)
         if start is None:
-            raise BINLOG_READ("no start position")
+            raise BINLOG_NO_START("no checkpoint, no binlog position in source_conf and no "
+                                  "start_time")
         self.pos = start
         self.exit_safe = spec.exit_safe
         await self._init_tracker()
@@ -274,6 +281,7 @@ class Syncer:
         stop = threading.Event()
         assert self.pos is not None
         start = Start.at(self.pos)
+        self._read_at = self.pos
         ddl_done = threading.Event()
         if spec.relay_dir and not self._relay_lacks_start:
             reader = BinlogReader.from_relay(Path(spec.relay_dir), start, flavor=spec.flavor,
@@ -381,17 +389,29 @@ class Syncer:
         ts = self.tracker.get(schema, table)
         return None if ts is None else [c.unsigned for c in ts.columns]
 
+    def _count_read(self, p: BinlogPosition) -> None:
+        """dump_io_total_bytes: the binlog read from the upstream, by how far it moved."""
+        last = self._read_at
+        if last is None or last.binlog_name != p.binlog_name:
+            self.stats.dump_io_bytes += max(0, p.binlog_pos - 4) if last else 0
+        elif p.binlog_pos > last.binlog_pos:
+            self.stats.dump_io_bytes += p.binlog_pos - last.binlog_pos
+        self._read_at = p
+
     async def _event(self, ev: Any) -> None:
         if isinstance(ev, RowsChange):
             await self._rows(ev)
         elif isinstance(ev, Commit):
+            self._count_read(ev.pos)
             self.pos = ev.pos
             self._txn_start = None
             self._ordinal = 0
             self.stats.last_ts = ev.timestamp
         elif isinstance(ev, QueryChange):
+            self._count_read(ev.pos)
             await self._query(ev)
         elif isinstance(ev, Heartbeat):
+            self._count_read(ev.pos)
             await self._dispatch_all()
             await self._drain()
             self.synced = self._caught_up()
@@ -554,7 +574,8 @@ class Syncer:
     async def _apply(self, lane: int, conn: asyncmy.Connection | None,
                      job: _Job) -> asyncmy.Connection | None:
         safe = job.safe
-        for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+        retry = RetryClock(self.spec.retry_timeout)
+        while True:
             statements = build_batch(job.changes, safe)
             statements.append(checkpoint.lane_sql(self._ckpt_table, self.spec.source, lane,
                                                   job.txn_start))
@@ -573,18 +594,15 @@ class Syncer:
                     conn.close()
                     conn = None
                 if code in _TRANSIENT or (code is None and not isinstance(exc, DMError)):
-                    if attempt >= MAX_TRANSIENT_RETRIES:
-                        raise SYNC_EXEC(_short(exc)) from None
                     # The commit may have happened before the connection dropped: the
                     # retry must be idempotent.
                     safe = True
-                    await self._wait_to_retry(attempt, exc)
+                    await self._wait_to_retry(retry, exc)
                     continue
                 if isinstance(exc, DMError):
-                    raise
+                    raise exhausted(exc) from None
                 failed = (getattr(exc, "__notes__", None) or [_first_sql(statements)])[0]
                 raise SYNC_EXEC(_short(exc), cause=failed[:300]) from None
-        return conn
 
     async def _connect(self, multi_statements: bool = False) -> asyncmy.Connection:
         conn = await upstream.connect(self.spec.tgt, multi_statements=multi_statements)
@@ -594,7 +612,8 @@ class Syncer:
 
     async def _exec_retrying(self, stmt: tuple[str, tuple[Any, ...]]) -> list[Any]:
         """Runs one statement on the DDL connection; its rows, if any."""
-        for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+        retry = RetryClock(self.spec.retry_timeout)
+        while True:
             try:
                 if self._ddl_conn is None:
                     self._ddl_conn = await self._connect()
@@ -610,36 +629,52 @@ class Syncer:
                 if transient and self._ddl_conn is not None:
                     self._ddl_conn.close()
                     self._ddl_conn = None
-                if not transient or attempt >= MAX_TRANSIENT_RETRIES:
+                if not transient:
                     raise SYNC_EXEC(_short(exc)) from None
-                await self._wait_to_retry(attempt, exc)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                await self._wait_to_retry(retry, exc)
 
-    async def _wait_to_retry(self, attempt: int, exc: BaseException) -> None:
+    async def _wait_to_retry(self, retry: RetryClock, exc: BaseException) -> None:
         """Before retrying a transient error: at once the first time (a stale idle
-        connection is normal), then with backoff, shown in status meanwhile."""
-        if attempt:
+        connection is normal), then with backoff, shown in status meanwhile; past the
+        retry bound the error pauses the subtask."""
+        first = retry.tries == 0
+        delay = retry.next_delay()
+        if delay is None:
+            log.warning("sync %s/%s: giving up after %.0f s of retries: %s", self.spec.task,
+                        self.spec.source, retry.timeout, _short(exc))
+            raise SYNC_EXEC(_short(exc), retryable=False) from None
+        if not first:
             self.retrying = str(SYNC_EXEC(_short(exc)))
-            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)])
+            await asyncio.sleep(delay)
 
     # --- DDL ------------------------------------------------------------------------
     async def _query(self, ev: QueryChange) -> None:
         ddls = parse_ddl(ev.sql, ev.schema)
         if not ddls:
             return
+        # The checkpoint goes to the DDL's start, with the structures before it, before
+        # the DDL runs: a crash after the DDL then replays only the DDL itself (its
+        # "already done" errors tolerated), never rows from before it against the new
+        # structure. A resume from there is a replay up to the DDL's end (exit_safe): its
+        # DDL may find its work done (_DDL_ALREADY_DONE).
         await self._barrier()
         replaying = self._safe()
+        self.exit_safe = checkpoint.later(self.exit_safe, ev.pos)
+        await self._flush()
+        crash_point(self.spec.fault_dir, "syncer.ddl.before")
         shard = bool(self.spec.shard_mode)
         if shard:  # one shard DDL of the task at a time, its tracker saved with it
             await self._shard_lock(True)
         try:
             for ddl in ddls:
                 await self._apply_ddl(ddl, replaying)
+            crash_point(self.spec.fault_dir, "syncer.ddl.after_exec")
             self.pos = ev.pos
             self._txn_start = None
             self._ordinal = 0
             self.tracker_dirty = True
             await self._flush()
+            crash_point(self.spec.fault_dir, "syncer.ddl.after_checkpoint")
         finally:
             if shard:
                 await self._shard_lock(False)
@@ -766,6 +801,8 @@ class Syncer:
         recent = int((st.total_events - n0) / (now - t0)) if now - t0 > 0.5 else 0
         mp = st.master_pos
         pos = self.pos
+        if pos is not None and (mp is None or checkpoint.pos_key(pos) > checkpoint.pos_key(mp)):
+            mp = pos  # the master was read before our last event: it is at least there
         synced = self.synced and not any(self._pending)
         behind = 0 if synced or not st.last_ts else max(0, int(time.time() - st.last_ts))
         return {

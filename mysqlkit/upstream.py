@@ -88,10 +88,26 @@ def driver_error(exc: BaseException, cfg: ConnConfig | None = None) -> DMError:
         # Belt and braces on top of scrub(): a statement echoed back by the server could
         # carry the password verbatim.
         text = text.replace(cfg.password, "******")
-    return DB_DRIVER(cause=text)
+    errno = _errno_of(exc)
+    # No server errno: a dropped or refused connection, a timeout — worth waiting for.
+    return DB_DRIVER(cause=text, retryable=errno in TRANSIENT_ERRNOS if errno else True)
 
 
+# Server errors a retry can cure: too many connections, shutdown in progress, lock wait
+# timeout, deadlock, read-only, can't connect / server gone / lost connection.
+TRANSIENT_ERRNOS = frozenset({1040, 1053, 1205, 1213, 1290, 2002, 2003, 2006, 2013, 2055})
 _ERRNO_RE = re.compile(r"\((\d{4}),")
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The server's error number (not an OSError's errno) of a driver error."""
+    if isinstance(exc, OSError):
+        return None
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        return int(args[0])
+    m = _ERRNO_RE.search(str(exc))
+    return int(m.group(1)) if m else None
 
 
 def dm_errno(err: DMError) -> int | None:
@@ -176,9 +192,13 @@ async def connect(
                     # Only a backstop: the asyncio.timeout above fires first, with a
                     # clearer message than asyncmy's empty "()".
                     connect_timeout=connect_timeout + 1,
+                    # Our set-up statements are idempotent by design (IF [NOT] EXISTS):
+                    # the notes they raise ("database exists") are noise in the logs.
+                    init_command="SET SESSION sql_notes = 0",
                 )
         except TimeoutError:
             raise DB_DRIVER(
+                retryable=True,
                 cause=f"Can't connect to MySQL server on '{cfg.host}:{cfg.port}' "
                       f"(timed out after {connect_timeout:g}s)") from None
         return conn

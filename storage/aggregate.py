@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -18,8 +19,12 @@ class Aggregate(Generic[S]):
     """Owner of one stream inside one actor.
 
     A command is handled as: validate against `state` → events → `record` (append with the
-    expected version, then apply). On a conflicting append the state is reloaded before
-    the error propagates, so the caller can decide again on fresh state.
+    expected version, then apply). Appends of one aggregate are serialized by its own lock,
+    so writers in the owning process (commands, a task's runners) can never race each
+    other on the version: each append expects the version the previous one left. A
+    conflicting append can then only come from another process writing the same stream
+    (an owner that should not exist); the state is reloaded before the error propagates,
+    so the caller can decide again on fresh state.
     """
 
     def __init__(self, store: EventStore, stream_id: str, state_cls: type[S],
@@ -30,8 +35,13 @@ class Aggregate(Generic[S]):
         self.snapshot_every = snapshot_every
         self.state: S = state_cls()
         self.version = 0
+        self._append_lock = asyncio.Lock()
 
     async def load(self) -> S:
+        async with self._append_lock:
+            return await self._load()
+
+    async def _load(self) -> S:
         state = self.state_cls()
         version = 0
         snap = await self.store.load_snapshot(self.stream_id)
@@ -48,12 +58,16 @@ class Aggregate(Generic[S]):
     async def record(self, *events: DomainEvent) -> None:
         if not events:
             return
+        async with self._append_lock:
+            await self._record(events)
+
+    async def _record(self, events: Sequence[DomainEvent]) -> None:
         try:
             new_version = await self.store.append(
                 self.stream_id, [NewEvent.of(e) for e in events], self.version
             )
         except WrongExpectedVersion:
-            await self.load()
+            await self._load()
             raise
         for e in events:
             self.state.apply(e)

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+RETRY_TIMEOUT_S = 20.0
+
 
 def free_port() -> int:
     """A free port below the kernel's ephemeral range (see serve_app.server.free_port)."""
@@ -56,8 +58,11 @@ def dm_server(ray_session: None) -> Iterator[DMServer]:
     from serve_app import server
 
     data_dir = tempfile.mkdtemp(prefix="dmray-test-data-")
+    # A short retry bound, so that the error-class tests see a retryable error pause; and
+    # crash points (mysqlkit.faults) that tests arm in fault_dir.
     cfg = RuntimeConfig.build(data_dir, port=free_port(), heartbeat_interval=0.5,
-                              heartbeat_timeout=3.0)
+                              heartbeat_timeout=3.0, retry_timeout=RETRY_TIMEOUT_S,
+                              fault_dir=tempfile.mkdtemp(prefix="dmray-test-faults-"))
     coordinator = server.start(cfg, host="127.0.0.1")
     srv = DMServer(f"http://127.0.0.1:{cfg.port}", data_dir, coordinator, cfg)
     _wait_workers_online(srv, 2)
