@@ -135,6 +135,20 @@ async def test_record_then_reload_gives_identical_state(make_store: StoreFactory
     assert await agg.store.load_snapshot(CLUSTER_STREAM) is None  # < snapshot_every events
 
 
+async def test_concurrent_writers_of_one_aggregate_never_race(store: SpyStore) -> None:
+    """Many writers in the owning process (a task's runners and its commands) recording at
+    once: every append expects the version the previous one left, none conflicts."""
+    import asyncio
+
+    agg = Aggregate(store, CLUSTER_STREAM, ClusterState)
+    await agg.load()
+    events = [worker(n) for n in range(1, 41)]
+    await asyncio.gather(*(agg.record(e) for e in events))
+    assert agg.version == len(events)
+    replayed = await full_replay(store, CLUSTER_STREAM, ClusterState())
+    assert replayed == agg.state and len(replayed.workers) == len(events)
+
+
 async def test_record_nothing_is_a_noop(store: SpyStore) -> None:
     agg = Aggregate(store, CLUSTER_STREAM, ClusterState)
     await agg.load()
