@@ -10,6 +10,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import with_jitter
 from mysqlkit import upstream
 from mysqlkit.chunks import Chunk
 from mysqlkit.dump import chunk_lines, dump_chunk, open_snapshot_reader
@@ -31,6 +32,7 @@ def checkpoint_table(meta: str, task: str) -> str:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
+@with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
 class ChunkWorker:
     """Owned by its task actor (it dies with it). Not restarted: its snapshot cannot be
     reopened, so the runner starts new workers on a new snapshot instead."""

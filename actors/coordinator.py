@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import with_jitter
 from actors.config import NAMESPACE, RuntimeConfig, control_plane_options
 from actors.relay_ops import RelayOps
 from actors.remote import call, get_actor, source_actor_name, worker_actor_name
@@ -500,11 +501,19 @@ class ClusterManager(RelayOps, TaskOps):
         await self._bind_unbound()
 
     async def set_source_enabled(self, name: str, enabled: bool) -> None:
+        """DM's source enable/disable: disable pauses every running subtask of the source
+        and enable resumes its paused ones, so that the task status shows the new stage
+        when the call answers. The flag is set first: a task start meanwhile sees the
+        source disabled (38058), and a retried call finishes the job."""
         await self.ready()
         async with self._name_locks[name]:
             self._require_source(name)
             await call(self._source_actor(name).set_enabled.remote(enabled))
             await self._view(name, refresh=True)
+            if enabled:
+                await self.resume_source_subtasks(name)
+            else:
+                await self.pause_source_subtasks(name)
 
     async def transfer_source(self, name: str, worker: str) -> None:
         """Bind the source to another (free) worker; its running subtasks pause and go on
@@ -567,6 +576,7 @@ def _alive_node_keys() -> set[str]:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
 class Coordinator:
     """Named, detached actor; every method is an operation of the driver API."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import with_jitter
 from actors.config import RuntimeConfig
 from domain.models import MASKED_PASSWORD, Source
 from domain.source import SourceState
@@ -186,6 +187,7 @@ class SourceManager:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
 class SourceActor:
     """Thin Ray shell over SourceManager; on restart, __init__ replays the stream."""
 

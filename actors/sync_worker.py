@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import with_jitter
 from actors.config import RuntimeConfig
 from domain.task_models import Task
 from mysqlkit import upstream
@@ -52,6 +53,7 @@ def build_spec(task: Task, source: str, src: upstream.ConnConfig, tgt: upstream.
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
+@with_jitter
 class SyncWorker:
     def __init__(self, spec: SyncSpec):
         self.syncer = Syncer(spec)

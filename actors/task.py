@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import jitter, with_jitter
 from actors.config import RuntimeConfig
 from actors.remote import call, source_actor_name
 from actors.runner import SubtaskRunner, Superseded, drop_checkpoints, empty_sync_status
@@ -217,6 +218,7 @@ class TaskManager:
 
     async def enter_sync(self, source: str, runner: SubtaskRunner) -> None:
         """`all`: the dump and load are done, the subtask goes on in the Sync unit."""
+        await jitter("TaskManager.enter_sync")
         async with self._lock:
             if self.runners.get(source) is runner:
                 await self.agg.record(SubtaskStageChanged(source_name=source, stage=RUNNING,
@@ -279,6 +281,7 @@ class TaskManager:
         """A runner's event (progress, plan, snapshot) on the task's stream. Appends are
         serialized by the aggregate, so a runner never races a command or another runner;
         a runner that is no longer its subtask's (stopped, moved) records nothing."""
+        await jitter("TaskManager.record")
         if self.runners.get(runner.source) is not runner:
             raise Superseded(runner.source)
         await self.agg.record(event)
@@ -291,6 +294,7 @@ class TaskManager:
                           error: DMError | None, again: bool = False) -> None:
         """Called by a runner when it ends by itself: finished, paused by an error, or
         (`again`) ended by an internal matter that a fresh runner resolves."""
+        await jitter("TaskManager.runner_done")
         async with self._lock:
             if self.runners.get(source) is not runner:
                 return  # cancelled meanwhile: stop() or delete() recorded the stage
@@ -458,6 +462,7 @@ def masked(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@with_jitter
 class TaskActor:
     """Thin Ray shell over TaskManager; on restart it resumes its running subtasks."""
 

@@ -4,6 +4,7 @@ and the calls into each task's actor. Mixed into ClusterManager."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -11,9 +12,10 @@ import ray
 
 from actors.config import NAMESPACE, RuntimeConfig
 from actors.remote import call
-from actors.task import RUNNING, TaskActor, masked, sealed
+from actors.task import TaskActor, masked, sealed
 from domain.cluster import ClusterState
 from domain.durations import parse_go_duration, parse_start_time
+from domain.task import PAUSED, RUNNING
 from domain.task_models import StartTaskRequest, Task
 from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
 from events.errors import (
@@ -32,6 +34,8 @@ from mysqlkit.precheck import precheck
 from mysqlkit.routing import migrate_targets, router_for_source
 from storage.aggregate import Aggregate
 from storage.secrets import SecretBox
+
+log = logging.getLogger("dmray.tasks")
 
 
 def task_actor_name(task: str) -> str:
@@ -218,6 +222,50 @@ class TaskOps:
         async with self._name_locks["task:" + name]:
             self._require_task(name)
             await call(self._task_actor(name).stop.remote(sources))
+
+    async def pause_source_subtasks(self, source: str) -> list[str]:
+        """Source disable (DM): every running subtask of the source pauses, as a stop of that
+        source's subtask would; the tasks it paused."""
+        paused = []
+        for task in self.tasks_of_source(source):
+            async with self._name_locks["task:" + task]:
+                if source not in self.state.tasks.get(task, []):
+                    continue  # deleted meanwhile
+                actor = self._task_actor(task)
+                if (await call(actor.stages.remote())).get(source) == RUNNING:
+                    await call(actor.stop.remote([source]))
+                    paused.append(task)
+        if paused:
+            log.info("source %s disabled: paused its subtasks of %s", source, paused)
+        return paused
+
+    async def resume_source_subtasks(self, source: str) -> list[str]:
+        """Source enable (DM): its paused subtasks run again, from their checkpoints (a
+        Stopped subtask, never started, and a Finished one stay as they are). One that
+        cannot start stays Paused, and the others still start; the first error is raised
+        once all were tried."""
+        resumed: list[str] = []
+        failed: list[DMError] = []
+        for task in self.tasks_of_source(source):
+            async with self._name_locks["task:" + task]:
+                if source not in self.state.tasks.get(task, []):
+                    continue
+                actor = self._task_actor(task)
+                if (await call(actor.stages.remote())).get(source) != PAUSED:
+                    continue
+                try:
+                    await call(actor.start.remote([source], False, None, 0.0))
+                except DMError as err:
+                    log.warning("source %s enabled: subtask %s/%s not resumed: %s",
+                                source, task, source, err)
+                    failed.append(err)
+                    continue
+                resumed.append(task)
+        if resumed:
+            log.info("source %s enabled: resumed its subtasks of %s", source, resumed)
+        if failed:
+            raise failed[0]
+        return resumed
 
     async def task_migrate_targets(self, name: str, source: str, schema_pattern: str | None,
                                    table_pattern: str | None) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from actors.chaos import with_jitter
 from actors.config import NAMESPACE, RuntimeConfig
 from actors.relay_unit import RelayUnit
 from actors.remote import COORDINATOR
@@ -24,6 +25,7 @@ log = logging.getLogger("dmray.worker")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
 class WorkerActor:
     def __init__(self, name: str, cfg: RuntimeConfig):
         self.name = name

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from domain.models import Security
 
 TaskMode = Literal["full", "incremental", "all", "dump", "load"]
 TaskStage = Literal["Stopped", "Running", "Finished", "Paused"]
 OnDuplicate = Literal["replace", "error", "ignore"]
+
+
+def drop_blank_items(items: list[str]) -> list[str]:
+    """A list of names without its empty or blank entries."""
+    return [item for item in items if item.strip()]
 
 
 class _Model(BaseModel):
@@ -105,6 +118,12 @@ class Task(_Model):
     source_config: TaskSourceConfig
     status_list: list[dict[str, Any]] | None = None
     ignore_checking_items: list[StrictStr] | None = None
+
+    @field_validator("ignore_checking_items")
+    @classmethod
+    def _drop_blank_items(cls, items: list[str] | None) -> list[str] | None:
+        # DM's own clients send empty items (`["version", ""]`): they name nothing.
+        return None if items is None else drop_blank_items(items)
 
     def dump(self) -> dict[str, Any]:
         """The task as stored and returned: DM's field names, no status."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -32,23 +30,73 @@ def serve(
              "(default: SQLite in the data dir)")] = None,
     workers_per_node: Annotated[int, typer.Option(help="DM workers started on this node")] = 2,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a locally started Ray")] = None,
+    stop_timeout: Annotated[float, typer.Option(
+        help="seconds a SIGINT/SIGTERM gives the clean shutdown before killing")] = 15.0,
 ) -> None:
-    """Start a local Ray (or join one) and serve the DM API under /api/v1."""
-    from actors.config import RuntimeConfig
-    from serve_app import server
+    """Start a local Ray (or join one) and serve the DM API under /api/v1.
 
-    cfg = RuntimeConfig.build(data_dir, store_url, port=port,
-                              workers_per_node=workers_per_node)
-    owns_ray = server.init_ray(address, num_cpus)
-    server.start(cfg, host=host)
-    console.print(f"[green]dmray[/] serving the DM API on http://{host}:{port}/api/v1 "
-                  f"(docs: /api/v1/docs, data dir: {cfg.data_dir})")
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    SIGINT or SIGTERM stops it: a clean shutdown of at most --stop-timeout seconds, exit
+    code 0; past that, or at a second signal, its processes are killed and it exits at
+    once (code 1, or 128 + the signal number)."""
+    from actors.config import RuntimeConfig
+    from serve_app import rayenv, server
+
+    stopper = server.Stopper(stop_timeout, say=lambda msg: console.print(msg))
+    ray_address = ""
+    stopper.install()  # from the start: a signal during the startup aborts it
+    try:
+        cfg = RuntimeConfig.build(data_dir, store_url, port=port,
+                                  workers_per_node=workers_per_node)
+        stopper.owns_ray = not address  # already while ray.init starts it
+        stopper.owns_ray = server.init_ray(address, num_cpus)
+        stopper.install()  # ray.init installs a SIGTERM handler of its own
+        ray_address = server.gcs_address()
+        rayenv.write_address(cfg.data_dir, ray_address)  # for `dmray status`, drivers
+        server.start(cfg, host=host)
+        stopper.serving = True
+        console.print(f"[green]dmray[/] serving the DM API on http://{host}:{port}/api/v1 "
+                      f"(docs: /api/v1/docs, data dir: {cfg.data_dir})")
+        stopper.wait()
+    except KeyboardInterrupt:
+        if not stopper.requested.is_set():
+            raise
     console.print("stopping dmray")
-    server.stop(owns_ray)
+    if ray_address:
+        rayenv.remove_address(cfg.data_dir, ray_address)
+    code = stopper.stop(lambda: server.stop(stopper.owns_ray))
+    if code == 0:
+        console.print("dmray stopped")
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    data_dir: Annotated[Path, typer.Option(
+        help="the data dir of the `dmray serve` to look at")] = Path("./dmray-data"),
+    address: Annotated[str | None, typer.Option(
+        help="the Ray cluster (GCS address); default: RAY_ADDRESS, else the one the "
+             "server in --data-dir runs on")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """`ray status` of the cluster a `dmray serve` runs on: its nodes and resources. It
+    finds the cluster and passes Ray's token authentication, which a bare `ray status`
+    does not (InvalidAuthToken)."""
+    import os
+    import subprocess
+    import sys
+
+    from serve_app import rayenv
+
+    env = dict(os.environ)
+    target = address or env.get("RAY_ADDRESS") or rayenv.read_address(data_dir)
+    if not target:
+        console.print(f"no running dmray serve in {data_dir} (no "
+                      f"{rayenv.address_file(data_dir)}): give --data-dir or --address")
+        raise typer.Exit(1)
+    rayenv.use_token_auth(env)
+    ray_cli = Path(sys.executable).with_name("ray")
+    cmd = [str(ray_cli) if ray_cli.exists() else "ray", "status", "--address", target]
+    raise typer.Exit(subprocess.call(cmd + (["-v"] if verbose else []), env=env))
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,9 +25,51 @@ def error_response(err: DMError) -> JSONResponse:
                         content={"error_msg": str(err), "error_code": err.code})
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+JSON_HINT = "send it with the header Content-Type: application/json"
+# Pydantic's error types for "the body as a whole is not an object".
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def _body_message(err: dict[str, Any], content_type: str) -> str | None:
+    """What is wrong with the body as a whole (not a field in it), said plainly."""
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type")
+    if loc == ("body",) and kind in _NOT_AN_OBJECT:
+        value = err.get("input")
+        if isinstance(value, bytes | bytearray):
+            # Not parsed as JSON: FastAPI parses a body only when its Content-Type says JSON
+            # (curl -d sends application/x-www-form-urlencoded).
+            got = (f"it came with Content-Type: {content_type[:100]}" if content_type
+                   else "it came without a Content-Type header")
+            return f"request body must be a JSON object; {JSON_HINT} ({got})"
+        return f"request body must be a JSON object, not {_json_kind(value)}"
+    if loc == ("body",) and kind == "missing":
+        return f"request body is missing: it must be a JSON object; {JSON_HINT}"
+    if loc[:1] == ("body",) and kind == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "invalid")
+        where = f" at position {loc[1]}" if len(loc) > 1 else ""
+        return f"request body is not valid JSON: {reason}{where}"
+    return None
+
+
+def _validation_message(exc: RequestValidationError, content_type: str = "") -> str:
     parts = []
     for e in exc.errors():
+        whole = _body_message(e, content_type)
+        if whole is not None:
+            return whole
         loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
     return "request body is invalid: " + "; ".join(parts)
@@ -38,8 +81,9 @@ def install(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(API_ERROR(scrub(_validation_message(exc))))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        return error_response(API_ERROR(scrub(_validation_message(exc, content_type))))
 
     @app.exception_handler(NotFound)
     async def _nf(_: Request, __: NotFound) -> Response:

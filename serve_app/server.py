@@ -9,7 +9,12 @@ import random
 import re
 import signal
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import ray
@@ -98,6 +103,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def gcs_address() -> str:
+    """The address of the Ray cluster this process is connected to."""
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def start(cfg: RuntimeConfig, host: str = "0.0.0.0") -> Any:
     """Start (or join) the control plane and the API; returns the coordinator handle."""
     coordinator = start_control_plane(cfg)
@@ -117,10 +127,45 @@ def stop(owns_ray: bool) -> None:
     """Leave the cluster. A local Ray this process started goes down with everything on it
     (the log keeps the state); a joined cluster keeps serving, its actors are detached."""
     haproxies = own_haproxies() if owns_ray else []
+    # Ray's processes: the GCS and raylet are children of this process, the workers the
+    # raylet's; a worker whose raylet is gone is reparented and dies on its own, later.
+    started = _with_start_times(descendants(os.getpid())) if owns_ray else {}
     ray.shutdown()
     if owns_ray:
         stop_processes(haproxies)
+        _reap(started, PROCESS_EXIT_WAIT_S)
         log.info("local Ray stopped")
+
+
+PROCESS_EXIT_WAIT_S = 5.0
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie has exited already
+
+
+def _with_start_times(pids: list[int]) -> dict[int, str]:
+    return {pid: t for pid in pids if (t := _start_time(pid)) is not None}
+
+
+def _reap(started: dict[int, str], wait_s: float) -> None:
+    """Wait up to `wait_s` for these processes (pid: start time, so a reused pid is not
+    taken for one) to exit; kill the ones still there."""
+    deadline = time.monotonic() + wait_s
+    alive = started
+    while alive:
+        alive = {p: t for p, t in alive.items() if _start_time(p) == t}
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if alive:
+        log.info("killing %d Ray processes left after shutdown", len(alive))
+        stop_processes(list(alive), signal.SIGKILL)
 
 
 def own_haproxies() -> list[int]:
@@ -145,7 +190,117 @@ def own_haproxies() -> list[int]:
     return pids
 
 
-def stop_processes(pids: list[int]) -> None:
+def stop_processes(pids: list[int], sig: int = signal.SIGTERM) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
+
+
+# How long a first SIGINT/SIGTERM gives the clean shutdown before the server is killed.
+STOP_TIMEOUT_S = 15.0
+EXIT_FORCED = 1                      # the clean shutdown did not end within its bound
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopper:
+    """SIGINT/SIGTERM for `dmray serve`: the first starts a clean shutdown bounded by
+    `timeout_s`, after which the server's processes are killed; a second one kills them at
+    once.
+
+    A signal reaches whichever thread of the process the kernel picks (Ray's C++ threads
+    do not block it), while CPython runs a Python handler only when the main thread
+    executes bytecode again. A main thread asleep in an untimed `Event.wait()` therefore
+    never saw a SIGINT that landed on another thread (the first SIGINT was ignored, a
+    second one that happened to hit the main thread stopped it). So the main thread only
+    ever waits in short slices, and the shutdown itself, which blocks in Ray's C++ code,
+    runs in a thread of its own while the main thread keeps watching for a second signal.
+    """
+
+    SLICE_S = 0.2
+
+    def __init__(self, timeout_s: float = STOP_TIMEOUT_S,
+                 say: Callable[[str], None] = lambda _: None) -> None:
+        self.timeout_s = timeout_s
+        self.say = say
+        self.requested = threading.Event()
+        self.signals = 0
+        self.serving = False           # False while starting: a signal aborts the startup
+        self.owns_ray = False
+
+    def install(self) -> None:
+        """(Re)install the handlers; again after ray.init, which sets its own SIGTERM one."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            self.say(f"{signal.Signals(signum).name} again: stopping now")
+            self.force_exit(128 + signum)
+        self.requested.set()
+        if not self.serving:
+            raise KeyboardInterrupt  # abort the startup, then stop what it started
+
+    def wait(self) -> None:
+        """Block until a stop is requested, in slices so that signal handlers run."""
+        while not self.requested.wait(self.SLICE_S):
+            pass
+
+    def stop(self, stop_fn: Callable[[], None]) -> int:
+        """Run `stop_fn` within the bound; the exit code (0: clean). Never returns when
+        the bound passes or a second signal comes: the process exits."""
+        self.serving = True              # from now on a signal no longer raises
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                stop_fn()
+            except BaseException as exc:  # reported; the exit code says it failed
+                failed.append(exc)
+
+        worker = threading.Thread(target=run, name="dmray-stop", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + self.timeout_s
+        while worker.is_alive():
+            if time.monotonic() >= deadline:
+                self.say(f"clean shutdown took over {self.timeout_s:g} s: stopping now")
+                self.force_exit(EXIT_FORCED)
+            worker.join(self.SLICE_S)
+        if failed:
+            log.error("shutdown failed: %s: %s", type(failed[0]).__name__, failed[0])
+            return EXIT_FORCED
+        return 0
+
+    def force_exit(self, code: int) -> None:
+        """Kill what this server started (a local Ray it owns: its process tree and the
+        HAProxy processes Serve started in sessions of their own), then exit at once."""
+        with contextlib.suppress(Exception):
+            if self.owns_ray:
+                pids = own_haproxies() + descendants(os.getpid())
+                stop_processes(pids, signal.SIGKILL)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(d.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

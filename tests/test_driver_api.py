@@ -20,8 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_example_driver_script(dm_server: DMServer, source1: MariaDBServer) -> None:
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "DMRAY_EXAMPLE_PASSWORD": source1.password, "PYTHONPATH": str(ROOT)}
+    # As a user runs it: no PYTHONPATH, no RAY_* settings inherited from this process
+    # (the script must find the project and turn on Ray's token auth by itself).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RAY_") and k != "PYTHONPATH"}
+    env.update({"RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+                "DMRAY_EXAMPLE_PASSWORD": source1.password})
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "driver.py"), "--host", source1.host,
          "--port", str(source1.port), "--user", source1.user,
