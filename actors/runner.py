@@ -289,14 +289,26 @@ class SubtaskRunner:
             await self._sync(all_mode=False)
         elif mode == "all":
             if self.mgr.state.subtasks[self.source].unit != "Sync":
-                await self._full()
-                # The snapshot transactions (and the metadata locks they hold on the
-                # source's tables) end with the dump: never held while replicating.
-                self._kill_workers()
+                if not await self._has_sync_checkpoint():
+                    await self._full()
+                    # The snapshot transactions (and the metadata locks they hold on the
+                    # source's tables) end with the dump: never held while replicating.
+                    self._kill_workers()
                 await self.mgr.enter_sync(self.source, self)
             await self._sync(all_mode=True)
         else:
             await self._full(to_files=mode == "dump")
+
+    async def _has_sync_checkpoint(self) -> bool:
+        """A sync checkpoint in the target (a task deleted with keep_meta and created
+        again): the dump and load are done, as DM decides (IsFreshTask)."""
+        task = self.mgr.task_model()
+        cp = await sync_checkpoint.load(self.mgr.target_conn(), task.meta_schema, task.name,
+                                        self.source)
+        if cp is not None:
+            log.info("subtask %s/%s: a sync checkpoint is there, going on in Sync",
+                     self.mgr.name, self.source)
+        return cp is not None
 
     # --- placement ------------------------------------------------------------------
     async def _place(self) -> dict[str, Any]:
