@@ -55,6 +55,7 @@ from mysqlkit.dumpfiles import (
 )
 from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.routing import migrate_schemas, migrate_targets, router_for_source
+from mysqlkit.schema_tracker import SchemaTracker
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.tableinfo import TableInfo, table_info
 from storage.eventstore import WrongExpectedVersion
@@ -184,6 +185,8 @@ class SubtaskRunner:
         self.bytes = 0
         self.est_rows = 0
         self.est_bytes = 0
+        # `all`: the source's CREATE TABLEs as the dump read them (the sync's first tracker)
+        self._dump_structures: dict[tuple[str, str], str] = {}
         self.started = time.monotonic()
         self.binlog = ""
         self.gtid = ""
@@ -294,10 +297,31 @@ class SubtaskRunner:
                     # The snapshot transactions (and the metadata locks they hold on the
                     # source's tables) end with the dump: never held while replicating.
                     self._kill_workers()
+                    await self._seed_sync_checkpoint()
                 await self.mgr.enter_sync(self.source, self)
             await self._sync(all_mode=True)
         else:
             await self._full(to_files=mode == "dump")
+
+    async def _seed_sync_checkpoint(self) -> None:
+        """`all`: the sync's first checkpoint, at the dump's snapshot with the structures
+        the dump read, written before the subtask enters Sync. Its sync worker may start a
+        while later; by then the target (a shard merge's table, changed by another shard's
+        DDL) or the source may have other structures than the binlog at the snapshot."""
+        st = self.mgr.state.subtasks[self.source]
+        task = self.mgr.task_model()
+        tgt = self.mgr.target_conn()
+        if await sync_checkpoint.load(tgt, task.meta_schema, task.name,
+                                      self.source) is not None:
+            return
+        tracker = SchemaTracker()
+        for (schema, table), sql in self._dump_structures.items():
+            tracker.set_table(schema, table, sql)
+        start = BinlogPosition(st.binlog_name, st.binlog_pos, st.binlog_gtid)
+        last = BinlogPosition(st.last_binlog_name, st.last_binlog_pos, st.last_binlog_gtid) \
+            if st.last_binlog_name else None
+        await sync_checkpoint.save(tgt, task.meta_schema, task.name, self.source, start,
+                                   last, tracker.to_dict())
 
     async def _has_sync_checkpoint(self) -> bool:
         """A sync checkpoint in the target (a task deleted with keep_meta and created
@@ -446,6 +470,8 @@ class SubtaskRunner:
         self.total_tables = len({(c["schema"], c["table"]) for c in plan})
         self.est_rows = sum(int(c.get("est_rows", 0)) for c in plan)
         self.est_bytes = sum(i.est_rows * i.avg_row_length for i in infos.values())
+        self._dump_structures = {(s.schema, s.table): infos[(s.schema, s.table)].create_sql
+                                 for s, _t in pairs}
         data_dir = self.data_dir()
         if to_files:
             started = dt.datetime.now()

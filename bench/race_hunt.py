@@ -9,9 +9,11 @@ test: it reports how many runs passed and the longest streak of consecutive clea
     .venv/bin/python bench/race_hunt.py --runs 5 --jitter-ms 100 --stop-on-failure
     .venv/bin/python bench/race_hunt.py -k "four_sources or shard" --seed 1000
     .venv/bin/python bench/race_hunt.py --out docs/race_hunt.md  # the default report file
+    .venv/bin/python bench/race_hunt.py --runs 50 --rounds 10   # 10 runs per pytest process
 
 Each run is `python -m pytest tests/scenarios -m race -q -p no:cacheprovider` with its own
-private MariaDB servers and Ray (about 3 minutes on 2 cores). Run n uses seed
+private MariaDB servers and Ray (about 3 minutes on 2 cores); with `--rounds R` one
+process runs the scenarios R times over (DMRAY_RACE_ROUNDS), each round a run. Run n uses seed
 `--seed + n`, so a failing run can be replayed alone with DMRAY_CHAOS_SEED set to its
 seed (the delays then follow the same sequence in each process; the timing of the
 machine still varies). The output of failed runs is kept in --log-dir. The table is
@@ -37,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ENV_JITTER_MS = "DMRAY_CHAOS_JITTER_MS"  # as actors/chaos.py (not imported: no Ray here)
 ENV_SEED = "DMRAY_CHAOS_SEED"
+ENV_ROUNDS = "DMRAY_RACE_ROUNDS"  # as tests/scenarios/conftest.py
 
 
 @dataclass
@@ -56,7 +59,7 @@ def python() -> str:
 
 
 def pytest_command(args: argparse.Namespace) -> list[str]:
-    cmd = [python(), "-m", "pytest", "tests/scenarios", "-q", "-p", "no:cacheprovider"]
+    cmd = [python(), "-m", "pytest", "tests/scenarios", "-q", "-rA", "-p", "no:cacheprovider"]
     if args.marker:
         cmd += ["-m", args.marker]
     if args.k:
@@ -69,10 +72,12 @@ def pytest_command(args: argparse.Namespace) -> list[str]:
 _SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error|errors|skipped|deselected).*?)\s*=*$")
 
 
-def run_once(n: int, seed: int, args: argparse.Namespace, log_dir: Path) -> Run:
+def run_once(n: int, seed: int, args: argparse.Namespace, log_dir: Path) -> list[Run]:
+    """One pytest process: `args.rounds` runs of the scenarios (runs n, n+1, ...)."""
     env = dict(os.environ)
     env[ENV_JITTER_MS] = f"{args.jitter_ms:g}"
     env[ENV_SEED] = str(seed)
+    env[ENV_ROUNDS] = str(args.rounds)
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.monotonic()
     # Its own session: on a timeout the whole process group (pytest, Ray) is killed; the
@@ -96,13 +101,28 @@ def run_once(n: int, seed: int, args: argparse.Namespace, log_dir: Path) -> Run:
         summary = f"exit code {rc}"
     failed = sorted({m.group(1) for line in lines
                      if (m := re.match(r"^(?:FAILED|ERROR) (\S+)", line))})
-    ok = rc == 0
     log = ""
-    if not ok:
+    if rc != 0:
         path = log_dir / f"run-{n:03d}-seed-{seed}.log"
         path.write_text(out)
         log = str(path)
-    return Run(n, seed, ok, seconds, summary, failed, log)
+    if args.rounds == 1:
+        return [Run(n, seed, rc == 0, seconds, summary, failed, log)]
+    # Rounds: each is a run, clean when its scenarios passed and none failed.
+    passed = [m.group(1) for line in lines if (m := re.match(r"^PASSED (\S+)", line))]
+    runs = []
+    for r in range(1, args.rounds + 1):
+        tag = f"round{r}]"
+        ok_ids = [t for t in passed if t.endswith(tag) or f"-{tag}" in t]
+        bad = [t for t in failed if t.endswith(tag) or f"-{tag}" in t]
+        if not ok_ids and not bad:
+            continue  # not reached (the process ended before)
+        runs.append(Run(n + r - 1, seed, bool(ok_ids) and not bad,
+                        seconds / args.rounds, f"{len(ok_ids)} passed, {len(bad)} failed "
+                        f"(round {r} of process {n})", bad, log if bad else ""))
+    if not runs:
+        runs.append(Run(n, seed, False, seconds, summary, failed, log))
+    return runs
 
 
 def longest_streak(runs: list[Run]) -> int:
@@ -165,6 +185,9 @@ def main() -> None:
     ap.add_argument("--marker", default="race",
                     help="pytest -m expression (default: race; '' for every scenario)")
     ap.add_argument("-k", default="", help="pytest -k expression, to hunt fewer scenarios")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs per pytest process (default 1: a fresh process, servers and "
+                         "Ray for every run); more saves their start-up")
     ap.add_argument("--stop-on-failure", action="store_true",
                     help="stop at the first failed run (default: go on and count)")
     ap.add_argument("--exitfirst", action="store_true",
@@ -192,18 +215,23 @@ def main() -> None:
           + (f"; report in {out}" if out else ""), flush=True)
     print(f"{'run':>4} {'seed':>8} {'result':>7} {'seconds':>8}  pytest", flush=True)
     runs: list[Run] = []
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     try:
-        for n in range(1, args.runs + 1):
-            r = run_once(n, base + n - 1, args, log_dir)
-            runs.append(r)
-            print(f"{r.n:>4} {r.seed:>8} {'passed' if r.ok else 'FAILED':>7} "
-                  f"{r.seconds:>8.0f}  {r.summary}"
-                  + (f"  [{', '.join(r.failed)}]" if r.failed else ""), flush=True)
+        n = 1
+        while n <= args.runs:
+            got = run_once(n, base + n - 1, args, log_dir)
+            runs += got
+            for r in got:
+                print(f"{r.n:>4} {r.seed:>8} {'passed' if r.ok else 'FAILED':>7} "
+                      f"{r.seconds:>8.0f}  {r.summary}"
+                      + (f"  [{', '.join(r.failed)}]" if r.failed else ""), flush=True)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(report(runs, args, started, done=False))
-            if not r.ok and args.stop_on_failure:
+            if args.stop_on_failure and not all(r.ok for r in got):
                 break
+            n += max(1, len(got)) if args.rounds > 1 else 1
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     text = report(runs, args, started, done=True)

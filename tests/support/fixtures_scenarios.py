@@ -56,7 +56,43 @@ def start_spare_workers(srv: DMServer, n: int, timeout: float = 30.0) -> list[st
             time.sleep(0.2)
 
 
+def remove_workers(srv: DMServer, names: list[str], timeout: float = 30.0) -> None:
+    """Stop the workers for good and delete them from the cluster, so that later tests
+    find the workers they expect (worker1/worker2, no free spare)."""
+    import ray
+
+    from actors.remote import get_actor, worker_actor_name
+
+    for name in names:
+        handle = get_actor(worker_actor_name(name))
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + timeout
+    with srv.client() as c:
+        left = list(names)
+        while left:
+            known = _workers(c)
+            for name in list(left):
+                if name not in known:
+                    left.remove(name)
+                elif known[name].get("bound_stage") == "offline":
+                    if c.delete(f"/cluster/workers/{name}").status_code in (204, 404):
+                        left.remove(name)
+            if left and time.monotonic() > deadline:
+                raise AssertionError(f"spare workers {left} not removed within {timeout} s")
+            time.sleep(0.2)
+
+
 @pytest.fixture
-def spare_workers(dm_server: DMServer) -> Callable[[int], list[str]]:
-    """`spare_workers(n)`: n free workers beyond worker1/worker2 (which may be killed)."""
-    return lambda n: start_spare_workers(dm_server, n)
+def spare_workers(dm_server: DMServer) -> Iterator[Callable[[int], list[str]]]:
+    """`spare_workers(n)`: n free workers beyond worker1/worker2 (which may be killed);
+    removed from the cluster after the test."""
+    started: list[str] = []
+
+    def start(n: int) -> list[str]:
+        names = start_spare_workers(dm_server, n)
+        started.extend(w for w in names if w not in started)
+        return names
+
+    yield start
+    remove_workers(dm_server, started)
