@@ -12,23 +12,19 @@ import ray
 
 from actors.chaos import with_jitter
 from mysqlkit import upstream
-from mysqlkit.chunks import Chunk
-from mysqlkit.dump import chunk_lines, dump_chunk, open_snapshot_reader
-from mysqlkit.dumpfiles import iter_statements, statement_rows, write_chunk_file
-from mysqlkit.load import (
+from mysqlkit.full.chunks import Chunk
+from mysqlkit.full.dump import chunk_lines, dump_chunk, open_snapshot_reader
+from mysqlkit.full.dumpfiles import iter_statements, statement_rows, write_chunk_file
+from mysqlkit.full.load import (
     Lines,
     connect_for_load,
     load_data,
     load_statements,
     local_infile_allowed,
 )
+from mysqlkit.meta import chunk_done_sql, loader_checkpoint_table
 from mysqlkit.routing import TableRef
-from mysqlkit.sqlquote import quote_ident
-from mysqlkit.tableinfo import TableInfo
-
-
-def checkpoint_table(meta: str, task: str) -> str:
-    return f"{quote_ident(meta)}.{quote_ident(task + '_loader_checkpoint')}"
+from mysqlkit.schema.tableinfo import TableInfo
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -43,7 +39,7 @@ class ChunkWorker:
         self.target = target
         self.source_name = source_name
         self.on_duplicate = on_duplicate
-        self.ckpt = checkpoint_table(meta, task)
+        self.ckpt = loader_checkpoint_table(meta, task)
         self.readers: asyncio.Queue[Any] = asyncio.Queue()
         self.writers_n = writers
         self._infile: asyncio.Task[bool] | None = None  # does the target take LOAD DATA?
@@ -149,11 +145,8 @@ class ChunkWorker:
         return {"rows": rows, "bytes": nbytes}
 
     def _checkpoint(self, c: dict[str, Any], nbytes: int) -> tuple[str, tuple[Any, ...]]:
-        return (
-            f"INSERT INTO {self.ckpt} (source_name, schema_name, table_name, chunk_index, "
-            "row_count, byte_count) VALUES (%s, %s, %s, %s, %s, %s)",
-            (self.source_name, c["schema"], c["table"], int(c["index"]), 0, nbytes),
-        )
+        return chunk_done_sql(self.ckpt, self.source_name,
+                              (c["schema"], c["table"], int(c["index"])), 0, nbytes)
 
     def pid(self) -> int:
         return os.getpid()

@@ -21,7 +21,7 @@ from ray.exceptions import RayTaskError
 from actors.bootstrap import connect
 from actors.remote import unwrap
 from domain.models import Source
-from events.errors import DMError
+from errors import DMError
 
 
 class DMClient:

@@ -25,6 +25,17 @@ from actors.source import SourceActor
 from actors.tasks_ops import TaskOps
 from domain.cluster import ClusterState
 from domain.models import ClusterTopology, Source
+from errors import (
+    INVALID_STAGE,
+    MASTER_NOT_EXISTS,
+    SOURCE_EXISTS,
+    SOURCE_HAS_TASKS,
+    SOURCE_NOT_EXISTS,
+    SOURCE_UPDATE_REFUSED,
+    TRANSFER_NEEDS_SYNC,
+    WORKER_NOT_EXISTS,
+    WORKER_ONLINE,
+)
 from events.cluster import (
     CLUSTER_STREAM,
     ClusterInitialized,
@@ -37,17 +48,6 @@ from events.cluster import (
     TopologySet,
     WorkerRegistered,
     WorkerRemoved,
-)
-from events.errors import (
-    INVALID_STAGE,
-    MASTER_NOT_EXISTS,
-    SOURCE_EXISTS,
-    SOURCE_HAS_TASKS,
-    SOURCE_NOT_EXISTS,
-    SOURCE_UPDATE_REFUSED,
-    TRANSFER_NEEDS_SYNC,
-    WORKER_NOT_EXISTS,
-    WORKER_ONLINE,
 )
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore

@@ -1,7 +1,7 @@
-"""A subtask's deferred secondary indexes on the target (mysqlkit.deferred_index says which
+"""A subtask's deferred secondary indexes on the target (mysqlkit.full.deferred_index says which
 ones and why): the tables it creates without them, and the ALTERs that add them back.
 
-Crash-safe by a mark in the meta schema, `<meta>.<task>_loader_deferred_index`, one row
+Crash-safe by a mark in the meta schema (mysqlkit.meta), `<task>_loader_deferred_index`, one row
 per (source, target table) holding the deferred definitions. It is written BEFORE the
 table is created without them, so an existing table without a mark is never ours (a
 table the user created is never altered), and a marked one is ours even though it
@@ -12,7 +12,6 @@ while other tables load; it adds only the indexes still missing, then drops the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -20,15 +19,22 @@ from typing import Any, NamedTuple
 import asyncmy
 
 from mysqlkit import upstream
-from mysqlkit.deferred_index import DeferredSplit, referenced_tables, split_create
-from mysqlkit.load import add_missing_indexes, create_target_table, table_exists
+from mysqlkit.full.deferred_index import DeferredSplit, referenced_tables, split_create
+from mysqlkit.full.load import add_missing_indexes, create_target_table, table_exists
+from mysqlkit.meta import (
+    ChunkKey,
+    TableKey,
+    deferred_marks_table,
+    ensure_deferred_marks,
+    mark_deferred,
+    read_deferred_marks,
+    unmark_deferred,
+)
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.upstream import as_text, fetchall
+from mysqlkit.upstream import fetchall
 
 log = logging.getLogger("dmray.runner")
 
-TableKey = tuple[str, str]  # target (schema, table)
-ChunkKey = tuple[str, str, int]  # source (schema, table, chunk index), as the checkpoints
 
 
 class TargetTable(NamedTuple):
@@ -36,32 +42,6 @@ class TargetTable(NamedTuple):
     create_sql: str  # the source's SHOW CREATE TABLE (or a dump's schema file)
     schema: str  # routed target
     table: str
-
-
-def marks_table(meta: str, task: str) -> str:
-    return f"{quote_ident(meta)}.{quote_ident(task + '_loader_deferred_index')}"
-
-
-async def _ensure_marks(conn: asyncmy.Connection, meta: str, task: str) -> str:
-    table = marks_table(meta, task)
-    await conn.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(meta)}")
-    await conn.query(
-        f"CREATE TABLE IF NOT EXISTS {table} ("
-        " source_name VARCHAR(255) NOT NULL, schema_name VARCHAR(255) NOT NULL,"
-        " table_name VARCHAR(255) NOT NULL, index_defs MEDIUMTEXT NOT NULL,"
-        " created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
-        " PRIMARY KEY (source_name, schema_name, table_name)"
-        ") DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
-    return table
-
-
-async def drop_marks(target: upstream.ConnConfig, meta: str, task: str) -> None:
-    """A delete without keep_meta drops the marks with the task's other meta tables.
-    remove_meta keeps them: they say what the target tables lack, not how far the load
-    got, and the tables stay; without its mark, a half-built table would look like the
-    user's on the next start and never get its indexes."""
-    async with upstream.open_conn(target) as conn:
-        await conn.query(f"DROP TABLE IF EXISTS {marks_table(meta, task)}")
 
 
 async def create_schemas(target: upstream.ConnConfig, schemas: Sequence[str]) -> None:
@@ -82,10 +62,8 @@ async def create_tables(target: upstream.ConnConfig, meta: str, task: str, sourc
     referenced = set().union(*(referenced_tables(t.create_sql) for t in tables))
     pending: dict[TableKey, tuple[str, ...]] = {}
     async with upstream.open_conn(target) as conn:
-        mtable = await _ensure_marks(conn, meta, task)
-        rows = await fetchall(conn, f"SELECT schema_name, table_name, index_defs FROM {mtable} "
-                                    "WHERE source_name = %s", (source,))
-        marks = {(as_text(r[0]), as_text(r[1])): tuple(json.loads(as_text(r[2]))) for r in rows}
+        mtable = await ensure_deferred_marks(conn, meta, task)
+        marks = await read_deferred_marks(conn, mtable, source)
         for t in tables:
             key = (t.schema, t.table)
             split = (DeferredSplit(t.create_sql) if t.source_table.lower() in referenced
@@ -96,14 +74,12 @@ async def create_tables(target: upstream.ConnConfig, meta: str, task: str, sourc
                     pending[key] = marks[key]
             elif split.indexes and not await _referenced_on_target(conn, *key):
                 # Marked before it is created without them: see the module's docstring.
-                await _exec(conn, f"REPLACE INTO {mtable} (source_name, schema_name, "
-                                  "table_name, index_defs) VALUES (%s, %s, %s, %s)",
-                            (source, *key, json.dumps(split.indexes)))
+                await mark_deferred(conn, mtable, source, key, split.indexes)
                 marks[key] = pending[key] = split.indexes
                 await create_target_table(conn, split.create_sql, *key)
             else:
                 if key in marks:  # stale: the table is created whole now
-                    await _unmark(conn, mtable, source, key)
+                    await unmark_deferred(conn, mtable, source, key)
                     del marks[key]
                 await create_target_table(conn, t.create_sql, *key)
     return pending
@@ -117,16 +93,6 @@ async def _referenced_on_target(conn: asyncmy.Connection, schema: str, table: st
         (schema, table)))
 
 
-async def _unmark(conn: asyncmy.Connection, mtable: str, source: str, key: TableKey) -> None:
-    await _exec(conn, f"DELETE FROM {mtable} WHERE source_name = %s AND schema_name = %s "
-                      "AND table_name = %s", (source, *key))
-
-
-async def _exec(conn: asyncmy.Connection, sql: str, args: Sequence[Any]) -> None:
-    async with conn.cursor() as cur:
-        await cur.execute(sql, args)
-
-
 class IndexBuilder:
     """The ALTERs of one subtask's pending tables: each starts once the chunks routed to
     its table are all loaded (update), at most `limit` at a time; finish() waits for all.
@@ -137,7 +103,7 @@ class IndexBuilder:
                  pending: dict[TableKey, tuple[str, ...]], plan: Iterable[dict[str, Any]],
                  limit: int):
         self.target, self.source = target, source
-        self.mtable = marks_table(meta, task)
+        self.mtable = deferred_marks_table(meta, task)
         self.pending = dict(pending)
         self._left: dict[TableKey, set[ChunkKey]] = {key: set() for key in pending}
         self._table_of: dict[ChunkKey, TableKey] = {}
@@ -188,7 +154,7 @@ class IndexBuilder:
             async with self._sem:
                 added = await add_missing_indexes(self.target, *key, self.pending[key])
                 async with upstream.open_conn(self.target) as conn:
-                    await _unmark(conn, self.mtable, self.source, key)
+                    await unmark_deferred(conn, self.mtable, self.source, key)
             log.info("%s.%s: added the deferred indexes %s", *key, added)
         except asyncio.CancelledError:
             raise

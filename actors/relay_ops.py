@@ -14,10 +14,9 @@ from typing import Any
 
 from actors.remote import call, get_actor, worker_actor_name
 from actors.tasks_ops import TaskOps
+from errors import API_ERROR, NO_SOURCE_IN_WORKER, WORKER_NOT_EXISTS, DMError
 from events.cluster import RelayStarted, RelayStopped
-from events.errors import API_ERROR, NO_SOURCE_IN_WORKER, WORKER_NOT_EXISTS, DMError
-from mysqlkit.dump import BinlogPosition
-from mysqlkit.syncer import master_position
+from mysqlkit.position import BinlogPosition, master_position
 
 log = logging.getLogger("dmray.coordinator")
 

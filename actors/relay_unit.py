@@ -1,5 +1,5 @@
 """The relay unit of a worker: pulls its source's binlog into local relay files
-(mysqlkit.relay.RelayWriter) in a thread of the worker actor, which is pinned to its node,
+(mysqlkit.relay.writer.RelayWriter) in a thread of the worker actor, which is pinned to its node,
 so the subtasks placed on that node read the files locally (binlog_type "local").
 
 It keeps the writer running (reconnecting with backoff), purges old files by the source's
@@ -19,10 +19,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from events.errors import BINLOG_PURGED, DMError
-from mysqlkit.dump import BinlogPosition
-from mysqlkit.relay import RelayWriter, purge_relay, read_meta, relay_files
-from mysqlkit.syncer import master_position
+from errors import BINLOG_PURGED, DMError
+from mysqlkit.position import BinlogPosition, master_position
+from mysqlkit.relay.files import purge_relay, read_meta, relay_files
+from mysqlkit.relay.writer import RelayWriter
 
 log = logging.getLogger("dmray.relay")
 

@@ -8,7 +8,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from actors.config import NAMESPACE
-from events.errors import DMError
+from errors import DMError
 
 COORDINATOR = "coordinator"
 

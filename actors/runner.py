@@ -23,28 +23,26 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.chunk_worker import ChunkWorker, checkpoint_table
+from actors.chunk_worker import ChunkWorker
 from actors.config import RuntimeConfig
 from actors.deferred_indexes import (
     IndexBuilder,
     TargetTable,
     create_schemas,
     create_tables,
-    drop_marks,
 )
 from actors.remote import COORDINATOR, get_actor, worker_actor_name
 from actors.sync_worker import SyncWorker, build_spec, replica_server_id
 from domain.task import TaskState
 from domain.task_models import Task
+from errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
 from events.base import DomainEvent
-from events.errors import API_ERROR, LOAD_DUMP_DIR_NOT_FOUND, DMError, scrub
 from events.task import DumpPlanned, DumpSnapshotTaken, SubtaskProgress
-from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
-from mysqlkit.binlog import find_start_by_time
-from mysqlkit.chunks import plan_chunks
-from mysqlkit.dump import BinlogPosition, SnapshotLock
-from mysqlkit.dumpfiles import (
+from mysqlkit.binlog.reader import find_start_by_time
+from mysqlkit.full.chunks import plan_chunks
+from mysqlkit.full.dump import SnapshotLock
+from mysqlkit.full.dumpfiles import (
     chunk_file_name,
     chunk_file_rows,
     list_dump,
@@ -53,11 +51,13 @@ from mysqlkit.dumpfiles import (
     write_schema_create,
     write_table_schema,
 )
+from mysqlkit.meta import done_chunks
+from mysqlkit.position import BinlogPosition
 from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.routing import migrate_schemas, migrate_targets, router_for_source
-from mysqlkit.schema_tracker import SchemaTracker
-from mysqlkit.sqlquote import quote_ident
-from mysqlkit.tableinfo import TableInfo, table_info
+from mysqlkit.schema.tableinfo import TableInfo, table_info
+from mysqlkit.schema.tracker import SchemaTracker
+from mysqlkit.sync import checkpoint as sync_checkpoint
 from storage.eventstore import WrongExpectedVersion
 
 log = logging.getLogger("dmray.runner")
@@ -87,51 +87,6 @@ WORKER_PROBE_S = 2.0
 
 def chunk_key(c: dict[str, Any]) -> tuple[str, str, int]:
     return (c["schema"], c["table"], int(c["index"]))
-
-
-async def ensure_checkpoint_table(target: upstream.ConnConfig, meta: str, task: str) -> str:
-    table = checkpoint_table(meta, task)
-    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
-        await cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(meta)}")
-        await cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} ("
-            " source_name VARCHAR(255) NOT NULL, schema_name VARCHAR(255) NOT NULL,"
-            " table_name VARCHAR(255) NOT NULL, chunk_index INT NOT NULL,"
-            " row_count BIGINT NOT NULL, byte_count BIGINT NOT NULL,"
-            " finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
-            " PRIMARY KEY (source_name, schema_name, table_name, chunk_index)"
-            ") DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
-    return table
-
-
-async def done_chunks(target: upstream.ConnConfig, meta: str, task: str,
-                      source: str) -> dict[tuple[str, str, int], tuple[int, int]]:
-    table = await ensure_checkpoint_table(target, meta, task)
-    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
-        await cur.execute(f"SELECT schema_name, table_name, chunk_index, row_count, byte_count "
-                          f"FROM {table} WHERE source_name = %s", (source,))
-        rows = await cur.fetchall()
-    return {(r[0], r[1], int(r[2])): (int(r[3]), int(r[4])) for r in rows}
-
-
-async def drop_checkpoints(target: upstream.ConnConfig, meta: str, task: str,
-                           source: str | None) -> None:
-    """remove_meta (one source) or delete without keep_meta (the whole tables): the
-    loader's chunk checkpoints, the syncer's position and schema tracker; on delete also
-    the deferred-index marks (see actors/deferred_indexes.drop_marks)."""
-    table = checkpoint_table(meta, task)
-    async with upstream.open_conn(target) as conn, conn.cursor() as cur:
-        if source is None:
-            await cur.execute(f"DROP TABLE IF EXISTS {table}")
-        else:
-            await cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(meta)}")
-            await cur.execute(f"SHOW TABLES FROM {quote_ident(meta)} LIKE %s",
-                              (table.split(".", 1)[1].strip("`").replace("``", "`"),))
-            if await cur.fetchone():
-                await cur.execute(f"DELETE FROM {table} WHERE source_name = %s", (source,))
-    if source is None:
-        await drop_marks(target, meta, task)
-    await sync_checkpoint.drop(target, meta, task, source)
 
 
 class Superseded(Exception):

@@ -13,7 +13,7 @@ from actors.chaos import with_jitter
 from actors.config import RuntimeConfig
 from domain.models import MASKED_PASSWORD, Source
 from domain.source import SourceState
-from events.errors import SOURCE_NOT_EXISTS
+from errors import SOURCE_NOT_EXISTS
 from events.source import (
     SourceCreated,
     SourceDeleted,

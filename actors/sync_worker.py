@@ -18,10 +18,10 @@ from actors.chaos import with_jitter
 from actors.config import RuntimeConfig
 from domain.task_models import Task
 from mysqlkit import upstream
-from mysqlkit.binlog_filter import BinlogFilter
-from mysqlkit.dump import BinlogPosition
+from mysqlkit.binlog.filter import BinlogFilter
+from mysqlkit.position import BinlogPosition
 from mysqlkit.routing import router_for_source
-from mysqlkit.syncer import Syncer, SyncSpec
+from mysqlkit.sync.syncer import Syncer, SyncSpec
 
 
 def replica_server_id(task: str, source: str) -> int:

@@ -19,11 +19,10 @@ import ray
 from actors.chaos import jitter, with_jitter
 from actors.config import RuntimeConfig
 from actors.remote import call, source_actor_name
-from actors.runner import SubtaskRunner, Superseded, drop_checkpoints, empty_sync_status
+from actors.runner import SubtaskRunner, Superseded, empty_sync_status
 from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
 from domain.task_models import OperateTaskTableStructureRequest, Task
-from events.base import DomainEvent
-from events.errors import (
+from errors import (
     API_ERROR,
     META_NOT_SET,
     SCHEMA_TABLE_NOT_TRACKED,
@@ -31,6 +30,7 @@ from events.errors import (
     TASK_NOT_EXISTS,
     DMError,
 )
+from events.base import DomainEvent
 from events.task import (
     SubtaskMetaRemoved,
     SubtaskStageChanged,
@@ -39,11 +39,12 @@ from events.task import (
     TaskUpdated,
     task_stream,
 )
-from mysqlkit import checkpoint as sync_checkpoint
 from mysqlkit import upstream
-from mysqlkit.dump import BinlogPosition
+from mysqlkit.meta import drop_task_meta
+from mysqlkit.position import BinlogPosition
 from mysqlkit.routing import router_for_source
-from mysqlkit.schema_tracker import SchemaTracker, load_table
+from mysqlkit.schema.tracker import SchemaTracker, load_table
+from mysqlkit.sync import checkpoint as sync_checkpoint
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
 from storage.secrets import SecretBox
@@ -160,7 +161,7 @@ class TaskManager:
                 await self._cancel(source)
             if not keep_meta:
                 try:
-                    await drop_checkpoints(self.target_conn(), self.meta_schema(), self.name,
+                    await drop_task_meta(self.target_conn(), self.meta_schema(), self.name,
                                            None)
                 except DMError as err:  # an unreachable target must not block a delete
                     log.warning("task %s: checkpoints not dropped: %s", self.name, err.message)
@@ -192,7 +193,7 @@ class TaskManager:
                 if st.stage == RUNNING and source in self.runners:
                     continue  # idempotent: already running
                 if remove_meta:
-                    await drop_checkpoints(self.target_conn(), self.meta_schema(), self.name,
+                    await drop_task_meta(self.target_conn(), self.meta_schema(), self.name,
                                            source)
                     await self.agg.record(SubtaskMetaRemoved(source_name=source))
                     st = self.state.subtasks[source]

@@ -17,8 +17,7 @@ from domain.cluster import ClusterState
 from domain.durations import parse_go_duration, parse_start_time
 from domain.task import PAUSED, RUNNING
 from domain.task_models import StartTaskRequest, Task
-from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
-from events.errors import (
+from errors import (
     API_ERROR,
     SOURCE_DISABLED,
     SOURCE_NOT_EXISTS,
@@ -28,9 +27,10 @@ from events.errors import (
     TEMPLATE_NOT_EXISTS,
     DMError,
 )
+from events.cluster import TaskAdded, TaskRemoved, TaskSourcesChanged, TemplateRemoved, TemplateSet
 from mysqlkit import upstream
-from mysqlkit.binlog_filter import BinlogFilter
-from mysqlkit.precheck import precheck
+from mysqlkit.binlog.filter import BinlogFilter
+from mysqlkit.precheck.run import precheck
 from mysqlkit.routing import migrate_targets, router_for_source
 from storage.aggregate import Aggregate
 from storage.secrets import SecretBox

@@ -18,8 +18,8 @@ from actors.chaos import with_jitter
 from actors.config import NAMESPACE, RuntimeConfig
 from actors.relay_unit import RelayUnit
 from actors.remote import COORDINATOR
-from events.errors import API_ERROR
-from mysqlkit.dump import BinlogPosition
+from errors import API_ERROR
+from mysqlkit.position import BinlogPosition
 
 log = logging.getLogger("dmray.worker")
 

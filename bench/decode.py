@@ -7,9 +7,9 @@ run (non-blocking dump to the end of the binlog; best of --repeat runs, by wall 
 the reading thread's CPU time, which a machine shared with other work disturbs less):
   framing  pymysqlreplication events without touching `.rows`,
   library  pymysqlreplication with `.rows` (its own decoding),
-  old      the previous mysqlkit.binlog (pymysqlreplication framing + rowcodec), loaded
+  old      the previous mysqlkit.binlog.reader (pymysqlreplication framing + rowcodec), loaded
            from git HEAD~ if it still differs (skipped with --no-old),
-  lean     mysqlkit.binlog.BinlogReader (our framing + rowcodec, RowsChange as SQL text),
+  lean     mysqlkit.binlog.reader.BinlogReader (our framing + rowcodec, RowsChange as SQL text),
   skip     the lean reader with want_table = nothing (framing + table-id skip only).
 
     .venv/bin/python bench/decode.py [--single 150000] [--multi 50000] [--multi-rows 4]
@@ -39,7 +39,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from mysqlkit.binlog import BinlogReader, RowsChange, Start
+from mysqlkit.binlog.reader import BinlogReader, RowsChange, Start
 from mysqlkit.upstream import ConnConfig
 from tests.support.mariadb import MariaDBServer
 
@@ -103,7 +103,7 @@ def _load_old_binlog() -> Any | None:
     root = Path(__file__).resolve().parents[1]
     for rev in ("HEAD", "HEAD~1"):
         try:
-            text = subprocess.run(["git", "show", f"{rev}:mysqlkit/binlog.py"], cwd=root,
+            text = subprocess.run(["git", "show", f"{rev}:mysqlkit/binlog/reader.py"], cwd=root,
                                   check=True, capture_output=True, text=True).stdout
         except subprocess.CalledProcessError:
             continue
@@ -144,7 +144,7 @@ def main() -> None:
     args = ap.parse_args()
 
     old = None if args.no_old else _load_old_binlog()
-    lean = sys.modules["mysqlkit.binlog"]
+    lean = sys.modules["mysqlkit.binlog.reader"]
     assert lean.RowsChange is RowsChange and lean.BinlogReader is BinlogReader
     assert lean.Start is Start
     server = MariaDBServer(191, name="bench-decode",

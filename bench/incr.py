@@ -18,7 +18,7 @@ position is noted. Then, each from empty copies of the tables on the target:
   (b) native: CHANGE MASTER TO the start position (MASTER_USE_GTID=no), START SLAVE with
       slave_parallel_threads = --repl-threads (optimistic); the clock runs from START
       SLAVE until Exec_Master_Log_Pos reaches the end position.
-  (c) --only syncer: mysqlkit.syncer.Syncer in this process (no Ray, no API), clocked
+  (c) --only syncer: mysqlkit.sync.syncer.Syncer in this process (no Ray, no API), clocked
       from its start until its global checkpoint reaches the end position; with
       --profile FILE the run is sampled by py-spy (every thread; FILE gets the collapsed
       stacks, the top functions by own and total time are printed).
@@ -155,11 +155,11 @@ def run_inproc(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start:
                end: Position, args: argparse.Namespace) -> float:
     """The syncer alone, in this process: what the Ray/API layers add is the difference."""
     from domain.task_models import Task
-    from mysqlkit import checkpoint
-    from mysqlkit.binlog_filter import BinlogFilter
-    from mysqlkit.dump import BinlogPosition
+    from mysqlkit.binlog.filter import BinlogFilter
+    from mysqlkit.position import BinlogPosition
     from mysqlkit.routing import RouteRule, TableRouter
-    from mysqlkit.syncer import Syncer, SyncSpec
+    from mysqlkit.sync import checkpoint
+    from mysqlkit.sync.syncer import Syncer, SyncSpec
     from mysqlkit.upstream import ConnConfig
 
     create_tables(tgt, DMRAY_SCHEMA, args.tables)
@@ -175,7 +175,7 @@ def run_inproc(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start:
     syncer = Syncer(spec)
     if args.variant == "no-idle-handover":
         # The reader's on_idle hook ignored: hand-overs only per READ_CHUNK events.
-        from mysqlkit.binlog import BinlogReader
+        from mysqlkit.binlog.reader import BinlogReader
         BinlogReader.on_idle = property(lambda r: None,  # type: ignore[assignment]
                                         lambda r, v: None)
     spy = None

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import zoneinfo
 
-from events.errors import API_ERROR
+from errors import API_ERROR
 
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
              "h": 3600.0}

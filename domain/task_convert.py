@@ -34,7 +34,7 @@ import yaml
 from pydantic import ValidationError
 
 from domain.task_models import Task
-from events.errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND, TASK_FILE_INVALID, DMError
+from errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND, TASK_FILE_INVALID, DMError
 
 __all__ = ["task_to_config", "task_to_yaml", "yaml_to_task"]
 

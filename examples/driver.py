@@ -43,7 +43,7 @@ from serve_app import rayenv  # noqa: E402  (after _bootstrap, and before Ray re
 rayenv.use_token_auth()  # the token of a local Ray, for an explicit address too
 
 from actors.client import DMClient  # noqa: E402
-from events.errors import DMError  # noqa: E402
+from errors import DMError  # noqa: E402
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from events.errors import DMError
+from errors import DMError
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 

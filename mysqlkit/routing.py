@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from events.errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND
+from errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND
 from mysqlkit.upstream import ConnConfig, list_schemas, list_tables
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import asyncmy.errors
 import pymysql
 from asyncmy.constants import CLIENT
 
-from events.errors import CONFIG_INVALID, DB_DRIVER, DMError
+from errors import CONFIG_INVALID, DB_DRIVER, DMError
 
 __all__ = [
     "ConnConfig",

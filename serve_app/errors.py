@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from ray.exceptions import RayError
 
 from actors.remote import unwrap
-from events.errors import API_ERROR, DMError, scrub
+from errors import API_ERROR, DMError, scrub
 
 log = logging.getLogger("dmray.api")
 

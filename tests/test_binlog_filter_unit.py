@@ -1,4 +1,4 @@
-"""mysqlkit.binlog_filter: DM's binlog event filter semantics on a task's rules."""
+"""mysqlkit.binlog.filter: DM's binlog event filter semantics on a task's rules."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from domain.task_models import Task
-from events.errors import DMError
-from mysqlkit.binlog_filter import BinlogFilter, normalize_event
+from errors import DMError
+from mysqlkit.binlog.filter import BinlogFilter, normalize_event
 from mysqlkit.routing import RouteRule, TableRouter, router_for_source
 
 

@@ -1,4 +1,5 @@
-"""The binlog reader (mysqlkit.binlog) and the row decoder (mysqlkit.rowcodec) on MariaDB.
+"""The binlog reader (mysqlkit.binlog.reader) and the row decoder (mysqlkit.binlog.rowcodec)
+on MariaDB.
 
 Shared servers: schemas br_*. A private server (binlog_row_metadata=FULL) serves the tests
 that purge binlogs, look for a start time, or freeze the server.
@@ -16,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from events.errors import DMError
-from mysqlkit.binlog import (
+from errors import DMError
+from mysqlkit.binlog.reader import (
     BinlogReader,
     Change,
     Commit,
@@ -28,8 +29,8 @@ from mysqlkit.binlog import (
     Start,
     find_start_by_time,
 )
-from mysqlkit.dump import BinlogPosition
-from mysqlkit.rowcodec import APPLY_SESSION_SQL, float32_text
+from mysqlkit.binlog.rowcodec import APPLY_SESSION_SQL, float32_text
+from mysqlkit.position import BinlogPosition
 from mysqlkit.upstream import ConnConfig
 from tests.support.mariadb import MariaDBServer
 
@@ -529,8 +530,8 @@ def test_table_map_parser_matches_pymysqlreplication(private: MariaDBServer) -> 
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import TableMapEvent
 
-    from mysqlkit.binlog_events import parse_table_map
-    from mysqlkit.rowcodec import TableMapInfo
+    from mysqlkit.binlog.events import parse_table_map
+    from mysqlkit.binlog.rowcodec import TableMapInfo
 
     private.execute("DROP DATABASE IF EXISTS br_tm; CREATE DATABASE br_tm")
     private.execute(_FIDELITY_DDL.format(name="t").replace("br_fid", "br_tm"))
@@ -555,7 +556,7 @@ def test_table_map_parser_matches_pymysqlreplication(private: MariaDBServer) -> 
 
 def test_compiled_row_decoder_matches_the_loop(source1: MariaDBServer,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from mysqlkit import rowcodec
+    from mysqlkit.binlog import rowcodec
 
     source1.execute("DROP DATABASE IF EXISTS br_cmp; CREATE DATABASE br_cmp")
     source1.execute(_FIDELITY_DDL.format(name="t").replace("br_fid", "br_cmp"))
@@ -581,7 +582,7 @@ def test_compiled_row_decoder_matches_the_loop(source1: MariaDBServer,
 def test_compiled_decoder_ignores_unused_null_bits() -> None:
     """The server sets the NULL bitmap's unused high bits: rows without a NULL must still
     take the compiled path, rows with one the loop."""
-    from mysqlkit import rowcodec
+    from mysqlkit.binlog import rowcodec
 
     info = rowcodec.TableMapInfo("s", "t", (rowcodec.T_LONG, rowcodec.T_VARCHAR,
                                             rowcodec.T_TINY), ((), (20,), ()),

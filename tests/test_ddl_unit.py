@@ -1,4 +1,4 @@
-"""mysqlkit.ddl and mysqlkit.schema_tracker without a server: parsing, splitting, routing,
+"""mysqlkit.schema.ddl and mysqlkit.schema.tracker without a server: parsing, splitting, routing,
 and the tracker following every DDL form."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from events.errors import DMError
-from mysqlkit.ddl import DDL, parse_ddl
-from mysqlkit.schema_tracker import SchemaTracker, TableSchema
+from errors import DMError
+from mysqlkit.schema.ddl import DDL, parse_ddl
+from mysqlkit.schema.tracker import SchemaTracker, TableSchema
 
 BASE = ("CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` varchar(20) DEFAULT NULL,\n"
         "  `b` int(10) unsigned NOT NULL,\n  PRIMARY KEY (`id`),\n  KEY `kb` (`b`)\n"

@@ -1,11 +1,11 @@
-"""mysqlkit.deferred_index without a database: which index lines of a SHOW CREATE TABLE
+"""mysqlkit.full.deferred_index without a database: which index lines of a SHOW CREATE TABLE
 text are deferred, the text left to create, and the ALTER that adds them back."""
 
 from __future__ import annotations
 
 import pytest
 
-from mysqlkit.deferred_index import (
+from mysqlkit.full.deferred_index import (
     DeferredSplit,
     alter_add_indexes,
     index_name,

@@ -21,8 +21,8 @@ import pytest
 import ray
 
 from actors.config import NAMESPACE
-from actors.runner import drop_checkpoints
-from mysqlkit.deferred_index import split_create
+from mysqlkit.full.deferred_index import split_create
+from mysqlkit.meta import drop_task_meta
 from mysqlkit.upstream import ConnConfig
 from tests.support.api import drop_test_objects, q, source_body
 from tests.support.mariadb import MariaDBServer
@@ -366,8 +366,8 @@ async def test_remove_meta_keeps_the_marks_and_delete_drops_them(
     for source in ("s1", "s2"):
         mark_row(target, task, source, "x", "t", create)
     cfg = ConnConfig(**target.conn_kwargs())
-    await drop_checkpoints(cfg, "dm_meta", task, "s1")
+    await drop_task_meta(cfg, "dm_meta", task, "s1")
     assert marks(target, task) == [("s1", "x", "t"), ("s2", "x", "t")]
-    await drop_checkpoints(cfg, "dm_meta", task, None)
+    await drop_task_meta(cfg, "dm_meta", task, None)
     assert not target.query("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
                             "'dm_meta' AND TABLE_NAME = %s", (f"{task}_loader_deferred_index",))

@@ -1,4 +1,4 @@
-"""mysqlkit.dml and mysqlkit.causality against the target server: random change sequences
+"""mysqlkit.sync.dml and mysqlkit.sync.causality against the target server: random change sequences
 applied through build_batch (normal and safe mode, crash replays, parallel lanes) leave the
 target equal to an in-memory model."""
 
@@ -14,8 +14,8 @@ import asyncmy
 import pymysql
 import pytest
 
-from mysqlkit.causality import Causality, change_keys
-from mysqlkit.dml import RowChange, build_batch
+from mysqlkit.sync.causality import Causality, change_keys
+from mysqlkit.sync.dml import RowChange, build_batch
 from mysqlkit.upstream import ConnConfig, connect
 from tests.support.mariadb import MariaDBServer
 

@@ -1,12 +1,13 @@
-"""mysqlkit.dml (statement building and merging) and mysqlkit.causality, without a server."""
+"""mysqlkit.sync.dml (statement building and merging) and mysqlkit.sync.causality, without a
+server."""
 
 from __future__ import annotations
 
 import pytest
 
-from events.errors import DMError
-from mysqlkit.causality import Causality, change_keys, fold_value
-from mysqlkit.dml import RowChange, build_batch, row_identity
+from errors import DMError
+from mysqlkit.sync.causality import Causality, change_keys, fold_value
+from mysqlkit.sync.dml import RowChange, build_batch, row_identity
 
 COLS = ("id", "v")
 COLS2 = ("a", "b", "v")

@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors.client import DMClient
-from events.errors import DMError
+from errors import DMError
 from tests.support.fixtures_ray import DMServer
 from tests.support.mariadb import MariaDBServer
 

@@ -16,16 +16,16 @@ from typing import Any
 import asyncmy
 import pytest
 
-from events.errors import DUMP_ROW_TOO_LARGE, DMError
-from mysqlkit.chunks import Chunk, plan_chunks
-from mysqlkit.dump import (
+from errors import DUMP_ROW_TOO_LARGE, DMError
+from mysqlkit.full.chunks import Chunk, plan_chunks
+from mysqlkit.full.dump import (
     BinlogPosition,
     SnapshotLock,
     dump_chunk,
     open_consistent_snapshot,
     open_snapshot_reader,
 )
-from mysqlkit.dumpfiles import (
+from mysqlkit.full.dumpfiles import (
     chunk_file_name,
     iter_statements,
     list_dump,
@@ -36,7 +36,7 @@ from mysqlkit.dumpfiles import (
     write_schema_create,
     write_table_schema,
 )
-from mysqlkit.load import (
+from mysqlkit.full.load import (
     Lines,
     connect_for_load,
     create_target_table,
@@ -46,7 +46,7 @@ from mysqlkit.load import (
     rename_create_table,
     table_columns,
 )
-from mysqlkit.tableinfo import table_info
+from mysqlkit.schema.tableinfo import table_info
 from mysqlkit.upstream import ConnConfig, open_conn
 from tests.support.mariadb import MariaDBServer
 

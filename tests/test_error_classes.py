@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from events.errors import BINLOG_NO_START, BINLOG_READ, DB_DRIVER, SYNC_EXEC, DMError
+from errors import BINLOG_NO_START, BINLOG_READ, DB_DRIVER, SYNC_EXEC, DMError
 from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.upstream import driver_error
 from tests.support.api import drop_tagged, q, source_body

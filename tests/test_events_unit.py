@@ -11,11 +11,12 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+import errors
 import events
 import events.cluster as ec
-import events.errors as errors
 import events.source as es
 import events.task as et
+from errors import DMError, ErrLevel, ErrorCode, ErrScope, class_of, scrub
 from events.base import (
     DomainEvent,
     DuplicateEventType,
@@ -25,7 +26,6 @@ from events.base import (
     UnknownEventType,
     registry,
 )
-from events.errors import DMError, ErrLevel, ErrorCode, ErrScope, class_of, scrub
 
 # --- registry --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""mysqlkit.precheck: the evaluators (pure) and whole prechecks against real MariaDB."""
+"""mysqlkit.precheck.run: the evaluators (pure) and whole prechecks against real MariaDB."""
 
 from __future__ import annotations
 
@@ -11,23 +11,24 @@ from typing import Any
 import pytest
 
 from domain.task_models import Task
-from events.errors import DMError
-from mysqlkit.precheck import (
-    CHECK_TASK_MSG_HEADER,
-    CHECK_TASK_SUCCESS,
-    CheckResult,
-    Column,
-    PrecheckResult,
-    ServerFacts,
-    State,
+from errors import DMError
+from mysqlkit.precheck.checks import (
     check_binlog_db,
     check_dump_privilege,
     check_optimistic_shard,
     check_pessimistic_shard,
     check_replication_privilege,
-    parse_grant,
-    precheck,
 )
+from mysqlkit.precheck.facts import Column, ServerFacts
+from mysqlkit.precheck.grants import parse_grant
+from mysqlkit.precheck.result import (
+    CHECK_TASK_MSG_HEADER,
+    CHECK_TASK_SUCCESS,
+    CheckResult,
+    PrecheckResult,
+    State,
+)
+from mysqlkit.precheck.run import precheck
 from mysqlkit.routing import TableRef
 from mysqlkit.upstream import ConnConfig
 from tests.support.mariadb import MariaDBServer

@@ -1,5 +1,5 @@
 """Relay log files (mysqlkit.relay): written from a private MariaDB, compared byte for byte
-with the source's binlog files, read back with BinlogReader.from_relay and compared change
+with the source's binlog files, read back with relay_reader and compared change
 for change with reading the source directly."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from events.errors import DMError
-from mysqlkit.binlog import (
+from errors import DMError
+from mysqlkit.binlog.reader import (
     BinlogReader,
     Change,
     Commit,
@@ -23,8 +23,10 @@ from mysqlkit.binlog import (
     RowsChange,
     Start,
 )
-from mysqlkit.dump import BinlogPosition
-from mysqlkit.relay import RelayWriter, purge_relay, read_meta, relay_files
+from mysqlkit.position import BinlogPosition
+from mysqlkit.relay.files import purge_relay, read_meta, relay_files
+from mysqlkit.relay.reader import relay_reader
+from mysqlkit.relay.writer import RelayWriter
 from mysqlkit.upstream import ConnConfig
 from tests.support.mariadb import MariaDBServer
 
@@ -170,7 +172,7 @@ def test_relay_mirrors_the_source_and_reads_the_same(server: MariaDBServer,
     # A reader following the relay as it is written, across the rotation.
     follow: list[Change] = []
     follower = threading.Thread(target=lambda: follow.extend(read(
-        BinlogReader.from_relay(relay_dir, Start.at(first), heartbeat=0.2),
+        relay_reader(relay_dir, Start.at(first), heartbeat=0.2),
         until=end_box)), daemon=True)
     end_box: list[BinlogPosition] = [BinlogPosition("~", 0, "")]
     deadline = time.monotonic() + 10
@@ -206,8 +208,8 @@ def test_relay_mirrors_the_source_and_reads_the_same(server: MariaDBServer,
     for start in (first, mid):
         upstream = read(BinlogReader(cfg, next(_ids), Start.at(start), blocking=False,
                                      want_table=want))
-        local = read(BinlogReader.from_relay(relay_dir, Start.at(start), blocking=False,
-                                             want_table=want))
+        local = read(relay_reader(relay_dir, Start.at(start), blocking=False,
+                                  want_table=want))
         assert key(local) == key(upstream)
         assert any(isinstance(c, Rotate) for c in local)
         assert sum(isinstance(c, RowsChange) for c in local) > 20
@@ -220,8 +222,8 @@ def test_relay_mirrors_the_source_and_reads_the_same(server: MariaDBServer,
     # GTID mode reads the same transactions from the relay as from the source.
     upstream = read(BinlogReader(cfg, next(_ids), Start(gtid=mid.gtid), gtid_mode=True,
                                  blocking=False, want_table=want))
-    local = read(BinlogReader.from_relay(relay_dir, Start(gtid=mid.gtid), gtid_mode=True,
-                                         blocking=False, want_table=want))
+    local = read(relay_reader(relay_dir, Start(gtid=mid.gtid), gtid_mode=True,
+                              blocking=False, want_table=want))
     assert [k for k in key(local) if k[0] != "rotate"] == \
         [k for k in key(upstream) if k[0] != "rotate"]
     writer.stop()
@@ -266,15 +268,15 @@ def test_writer_restart_no_gap_no_duplicate(server: MariaDBServer, tmp_path: Pat
     want = only("rl_b")
     upstream = read(BinlogReader(cfg, next(_ids), Start.at(first), blocking=False,
                                  want_table=want))
-    local = read(BinlogReader.from_relay(relay_dir, Start.at(first), blocking=False,
-                                         want_table=want))
+    local = read(relay_reader(relay_dir, Start.at(first), blocking=False,
+                              want_table=want))
     assert key(local) == key(upstream)
     inserted = [r[0] for c in local if isinstance(c, RowsChange) and c.table == "t"
                 and c.kind == "insert" for r in c.rows]
     assert inserted == [str(i) for i in range(1, 61)] + [str(i) for i in range(500, 510)]
     # Before the writer's start the relay has only a filler: not a place to read from.
     with pytest.raises(DMError) as exc:
-        read(BinlogReader.from_relay(relay_dir, Start(first.binlog_name, 4), blocking=False))
+        read(relay_reader(relay_dir, Start(first.binlog_name, 4), blocking=False))
     assert exc.value.code == 22101
 
 
@@ -316,22 +318,22 @@ def test_writer_from_gtid_fills_the_skipped_head(server: MariaDBServer, tmp_path
     want = only(schema)
     upstream = read(BinlogReader(cfg_of(server), next(_ids), Start.at(start), blocking=False,
                                  want_table=want))
-    relayed = read(BinlogReader.from_relay(relay_dir, Start.at(start), blocking=False,
-                                           want_table=want))
+    relayed = read(relay_reader(relay_dir, Start.at(start), blocking=False,
+                                want_table=want))
     assert key(relayed) == key(upstream) and len(upstream) >= 20
     assert [c.sql for c in relayed if isinstance(c, QueryChange)] == [
         f"ALTER TABLE {schema}.t ADD COLUMN relayed_ddl INT"]
     upstream = read(BinlogReader(cfg_of(server), next(_ids), Start(gtid=start.gtid),
                                  gtid_mode=True, blocking=False, want_table=want))
-    relayed = read(BinlogReader.from_relay(relay_dir, Start(gtid=start.gtid), gtid_mode=True,
-                                           blocking=False, want_table=want))
+    relayed = read(relay_reader(relay_dir, Start(gtid=start.gtid), gtid_mode=True,
+                                blocking=False, want_table=want))
     assert [k for k in key(relayed) if k[0] != "rotate"] == \
         [k for k in key(upstream) if k[0] != "rotate"]
     # An older GTID set needs transactions the relay skipped.
     older = master_pos(server).gtid.rsplit("-", 1)[0] + "-1"
     with pytest.raises(DMError) as exc:
-        read(BinlogReader.from_relay(relay_dir, Start(gtid=older), gtid_mode=True,
-                                     blocking=False))
+        read(relay_reader(relay_dir, Start(gtid=older), gtid_mode=True,
+                          blocking=False))
     assert exc.value.code == 22101
 
 
@@ -360,8 +362,8 @@ def test_encrypted_binlog_is_read_and_relayed(tmp_path: Path) -> None:
         want = only("rl_enc")
         upstream = read(BinlogReader(cfg_of(src), next(_ids), Start.at(first),
                                      blocking=False, want_table=want))
-        relayed = read(BinlogReader.from_relay(relay_dir, Start.at(first), blocking=False,
-                                               want_table=want))
+        relayed = read(relay_reader(relay_dir, Start.at(first), blocking=False,
+                                    want_table=want))
         assert key(relayed) == key(upstream)
         rows = [r for c in upstream if isinstance(c, RowsChange) and c.kind == "insert"
                 for r in c.rows]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors.relay_unit import RelayUnit
-from events.errors import DMError
+from errors import DMError
 
 
 def _unit(relay_dir: Path, **purge: object) -> RelayUnit:

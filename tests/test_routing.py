@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from domain.task_models import Task
-from events.errors import DMError
+from errors import DMError
 from mysqlkit.routing import (
     Pattern,
     RouteRule,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mysqlkit.ddl import parse_ddl
-from mysqlkit.schema_tracker import SchemaTracker, TableSchema, load_table
+from mysqlkit.schema.ddl import parse_ddl
+from mysqlkit.schema.tracker import SchemaTracker, TableSchema, load_table
 from mysqlkit.upstream import ConnConfig, open_conn
 from tests.support.mariadb import MariaDBServer
 

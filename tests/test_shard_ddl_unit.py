@@ -1,13 +1,13 @@
-"""Shard merge DDL decisions (mysqlkit.shard_ddl) and DDL.without_alters, without a server."""
+"""Shard merge DDL decisions (mysqlkit.sync.shard_ddl) and DDL.without_alters, without a server."""
 
 from __future__ import annotations
 
 import pytest
 
-from events.errors import DMError
-from mysqlkit.ddl import DDL, parse_ddl
-from mysqlkit.schema_tracker import SchemaTracker, TableSchema
-from mysqlkit.shard_ddl import decide
+from errors import DMError
+from mysqlkit.schema.ddl import DDL, parse_ddl
+from mysqlkit.schema.tracker import SchemaTracker, TableSchema
+from mysqlkit.sync.shard_ddl import decide
 
 BASE = "CREATE TABLE t (id INT NOT NULL, v VARCHAR(20), c INT, PRIMARY KEY (id), KEY ix_v (v))"
 

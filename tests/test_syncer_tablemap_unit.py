@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mysqlkit.causality import change_keys
-from mysqlkit.schema_tracker import SchemaTracker
-from mysqlkit.syncer import _TableMap
+from mysqlkit.schema.tracker import SchemaTracker
+from mysqlkit.sync.causality import change_keys
+from mysqlkit.sync.syncer import _TableMap
 
 
 def table_map(create: str) -> _TableMap:

@@ -10,7 +10,7 @@ import yaml
 
 from domain.task_convert import task_to_config, task_to_yaml, yaml_to_task
 from domain.task_models import Task
-from events.errors import DMError
+from errors import DMError
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -195,7 +195,7 @@ def test_counters_count(api: httpx.Client, tag: str, source1: MariaDBServer,
 
 
 def test_dump_file_rows_unit(tmp_path: Any) -> None:
-    from mysqlkit.dumpfiles import chunk_file_rows, statement_rows
+    from mysqlkit.full.dumpfiles import chunk_file_rows, statement_rows
 
     stmt = b"INSERT INTO `s`.`t` (`a`,`b`) VALUES\n(1,'x;\\n'),\n(2,'y');\n"
     assert statement_rows(stmt) == 2
@@ -207,7 +207,8 @@ def test_dump_file_rows_unit(tmp_path: Any) -> None:
 async def test_idempotent_setup_is_silent(target: MariaDBServer, tag: str,
                                           caplog: pytest.LogCaptureFixture) -> None:
     """Meta-schema set-up runs on every start: its IF NOT EXISTS notes are not logged."""
-    from mysqlkit import checkpoint, upstream
+    from mysqlkit import upstream
+    from mysqlkit.sync import checkpoint
 
     cfg = upstream.ConnConfig(host=target.host, port=target.port, user=target.user,
                               password=target.password)

@@ -164,7 +164,7 @@ def test_every_type_through_a_full_task(api: httpx.Client, files_env: dict[str, 
     import asyncio
 
     from mysqlkit import upstream
-    from mysqlkit.tableinfo import table_info
+    from mysqlkit.schema.tableinfo import table_info
     from tests.test_type_fidelity import ALL_TYPES, COLUMNS, ROWS, table_rows
 
     env = files_env

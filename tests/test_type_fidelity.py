@@ -11,9 +11,9 @@ from typing import Any
 import asyncmy
 import pytest
 
-from mysqlkit.chunks import plan_chunks
-from mysqlkit.dump import dump_chunk, dump_chunk_lines, open_consistent_snapshot
-from mysqlkit.dumpfiles import (
+from mysqlkit.full.chunks import plan_chunks
+from mysqlkit.full.dump import dump_chunk, dump_chunk_lines, open_consistent_snapshot
+from mysqlkit.full.dumpfiles import (
     iter_statements,
     list_dump,
     read_create_table,
@@ -21,7 +21,7 @@ from mysqlkit.dumpfiles import (
     write_schema_create,
     write_table_schema,
 )
-from mysqlkit.load import (
+from mysqlkit.full.load import (
     Lines,
     connect_for_load,
     create_target_table,
@@ -29,7 +29,7 @@ from mysqlkit.load import (
     load_statements,
     prepare_load_session,
 )
-from mysqlkit.tableinfo import TableInfo, table_info
+from mysqlkit.schema.tableinfo import TableInfo, table_info
 from mysqlkit.upstream import ConnConfig, open_conn
 from tests.support.mariadb import MariaDBServer
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from events.errors import DMError
+from errors import DMError
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.upstream import (
     ConnConfig,

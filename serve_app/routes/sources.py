@@ -19,7 +19,7 @@ from domain.models import (
     UpdateSourceRequest,
     WorkerNameRequest,
 )
-from events.errors import API_ERROR, SOURCE_NOT_EXISTS
+from errors import API_ERROR, SOURCE_NOT_EXISTS
 from serve_app.deps import CoordinatorDep
 from serve_app.errors import NotFound
 from serve_app.readmodel import read_model

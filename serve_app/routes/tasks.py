@@ -19,7 +19,7 @@ from domain.task_models import (
     TaskTemplateRequest,
     UpdateTaskRequest,
 )
-from events.errors import API_ERROR
+from errors import API_ERROR
 from serve_app.deps import CoordinatorDep
 
 router = APIRouter(prefix="/tasks", tags=["task"])

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import asyncmy
 
-from events.errors import SCHEMA_INVALID_SQL
-from mysqlkit.ddl import (
+from errors import SCHEMA_INVALID_SQL
+from mysqlkit.schema.ddl import (
     DDL,
     TEXT_TYPES,
     AlterSpec,

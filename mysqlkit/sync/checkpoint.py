@@ -25,7 +25,7 @@ import asyncmy
 import orjson
 
 from mysqlkit import upstream
-from mysqlkit.dump import BinlogPosition
+from mysqlkit.position import BinlogPosition
 from mysqlkit.sqlquote import quote_ident
 
 GLOBAL = ("", "")

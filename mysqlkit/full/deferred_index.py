@@ -12,7 +12,7 @@ of an InnoDB table, never PRIMARY/UNIQUE/FULLTEXT/SPATIAL, nothing on a table wi
 foreign key or system versioning, nothing a text that does not tokenize cleanly. Index
 definitions are kept verbatim (prefix lengths, DESC, USING, COMMENT, IGNORED...).
 
-Why a small tokenizer here rather than sqlglot's (which mysqlkit/ddl.py uses to parse
+Why a small tokenizer here rather than sqlglot's (which mysqlkit/schema/ddl.py uses to parse
 DDL): the split copies every definition byte for byte, spaces and `/*! */` comments
 included, and sqlglot's tokens skip whitespace and attach comments to their neighbours.
 Quotes, comments and brackets are all that cutting at the body's top-level commas needs.

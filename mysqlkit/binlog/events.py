@@ -13,7 +13,7 @@ import uuid as uuidlib
 import zlib
 from dataclasses import dataclass
 
-from mysqlkit.rowcodec import (
+from mysqlkit.binlog.rowcodec import (
     T_BIT,
     T_BLOB,
     T_DATETIME2,

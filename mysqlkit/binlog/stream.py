@@ -19,15 +19,15 @@ import socket
 import ssl
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pymysql
 import pymysql.connections
 import pymysql.err
 
-from events.errors import BINLOG_READ
+from errors import BINLOG_READ
 
-__all__ = ["ConnectionLost", "NetworkEventSource"]
+__all__ = ["ConnectionLost", "EventSource", "NetworkEventSource"]
 
 _COM_BINLOG_DUMP = 0x12
 _COM_BINLOG_DUMP_GTID = 0x1E
@@ -36,6 +36,20 @@ _BINLOG_SEND_ANNOTATE_ROWS = 0x02
 _BINLOG_THROUGH_GTID = 0x04
 _MAX_PACKET = 0xFFFFFF
 _CHUNK = 256 * 1024
+
+
+class EventSource(Protocol):
+    """Raw events: `events()` yields `(buf, pos)` with an event header at `buf[pos]`;
+    `crc_len` is 4 when events may carry CRC32 trailers (the format description event of
+    each file says whether they do). The network stream and the relay files are two."""
+
+    crc_len: int
+
+    def events(self, mark_refill: bool = False) -> Iterator[tuple[bytes, int]]:
+        """`mark_refill`: also `(b"", -1)` before waiting for more input."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class ConnectionLost(Exception):

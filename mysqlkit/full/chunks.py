@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncmy
 
-from mysqlkit.tableinfo import ColumnInfo, TableInfo, key_literal_expr, order_expr
+from mysqlkit.schema.tableinfo import ColumnInfo, TableInfo, key_literal_expr, order_expr
 from mysqlkit.upstream import as_text as _text
 from mysqlkit.upstream import fetchall as _fetchall
 

@@ -1,9 +1,9 @@
 """Reading a source's binlog for incremental replication (synchronous: run it in a thread).
 
-pymysql connects (auth, TLS); `mysqlkit.binlog_stream` sends the dump command and frames
+pymysql connects (auth, TLS); `mysqlkit.binlog.stream` sends the dump command and frames
 the raw events; this module parses the few event kinds replication needs straight from the
-received bytes (`mysqlkit.binlog_events`) and decodes row images with our own
-`mysqlkit.rowcodec` into SQL literal text, only for the tables the caller wants: rows
+received bytes (`mysqlkit.binlog.events`) and decodes row images with our own
+`mysqlkit.binlog.rowcodec` into SQL literal text, only for the tables the caller wants: rows
 events of other tables are skipped by table id without reading their bodies.
 
 Why not python-mysql-replication's event objects: measured on the 2-core bench machine
@@ -23,36 +23,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import struct
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import pymysql
 
-from events.errors import (
+from errors import (
     BINLOG_DECODE,
     BINLOG_NO_START,
-    BINLOG_PURGED,
     BINLOG_READ,
     BINLOG_START_TIME,
     DMError,
 )
-from mysqlkit import binlog_events as E
-from mysqlkit.binlog_stream import ConnectionLost, NetworkEventSource
-from mysqlkit.dump import BinlogPosition
-from mysqlkit.rowcodec import Row, RowDecoder, TableMapInfo
-from mysqlkit.upstream import DEFAULT_CONNECT_TIMEOUT, ConnConfig, _ssl_context
+from mysqlkit.binlog import events as E
+from mysqlkit.binlog.connection import conn_settings, detect_flavor, translate_error
+from mysqlkit.binlog.rowcodec import Row, RowDecoder, TableMapInfo
+from mysqlkit.binlog.stream import ConnectionLost, EventSource, NetworkEventSource
+from mysqlkit.position import BinlogPosition, GtidSet
+from mysqlkit.upstream import DEFAULT_CONNECT_TIMEOUT, ConnConfig
 
 __all__ = [
     "BinlogReader",
     "Change",
     "Commit",
-    "GtidSet",
     "Heartbeat",
     "QueryChange",
     "Rotate",
@@ -62,13 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-_ER_MASTER_FATAL_READING_BINLOG = 1236
-# 1236 messages that mean "the binlog you ask for is gone" (MariaDB and MySQL wordings).
-_PURGED_RE = re.compile(r"could not find first log file|could not find gtid state|"
-                        r"purged|no longer available|binary log.*not found",
-                        re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -149,119 +139,7 @@ class _TxnStart:
     pos: BinlogPosition
 
 
-# --- GTID sets -----------------------------------------------------------------------------
-
-
-@dataclass
-class GtidSet:
-    """An executed GTID set. MariaDB: the latest (server, seq) per domain, "d-s-n,...";
-    MySQL: intervals per source uuid, "uuid:1-5:7,..." (intervals merged as GTIDs are
-    added)."""
-
-    flavor: str
-    mariadb: dict[int, tuple[int, int]] = field(default_factory=dict)
-    mysql: dict[str, list[list[int]]] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str, flavor: str) -> GtidSet:
-        s = cls(flavor)
-        for part in (p.strip() for p in text.replace("\n", "").split(",")):
-            if not part:
-                continue
-            if flavor == "mariadb":
-                d, srv, seq = (int(x) for x in part.split("-"))
-                s.mariadb[d] = (srv, seq)
-            else:
-                sid, *ranges = part.split(":")
-                for r in ranges:
-                    lo, _, hi = r.partition("-")
-                    s._add_range(sid.lower(), int(lo), int(hi or lo))
-        return s
-
-    @property
-    def empty(self) -> bool:
-        return not self.mariadb and not self.mysql
-
-    def add_mariadb(self, domain: int, server: int, seq: int) -> None:
-        self.mariadb[domain] = (server, seq)
-
-    def add_mysql(self, sid: str, gno: int) -> None:
-        self._add_range(sid, gno, gno)
-
-    def _add_range(self, sid: str, lo: int, hi: int) -> None:
-        ivs = self.mysql.setdefault(sid, [])
-        if ivs and ivs[-1][1] + 1 == lo:  # the common case: the next gno of the last range
-            ivs[-1][1] = max(ivs[-1][1], hi)
-            return
-        ivs.append([lo, hi])
-        ivs.sort()
-        merged: list[list[int]] = []
-        for a, b in ivs:
-            if merged and a <= merged[-1][1] + 1:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        self.mysql[sid] = merged
-
-    def __str__(self) -> str:
-        if self.flavor == "mariadb":
-            return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.mariadb.items()))
-        return ",".join(
-            sid + "".join(f":{a}" if a == b else f":{a}-{b}" for a, b in ivs)
-            for sid, ivs in sorted(self.mysql.items()))
-
-
-# --- the stream connection -----------------------------------------------------------------
-
-
-def _conn_settings(cfg: ConnConfig, connect_timeout: float,
-                   read_timeout: float) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "host": cfg.host, "port": cfg.port, "user": cfg.user, "password": cfg.password,
-        "connect_timeout": connect_timeout, "read_timeout": read_timeout,
-        "charset": "utf8mb4",
-    }
-    ctx = _ssl_context(cfg)
-    if ctx is not None:
-        settings["ssl"] = ctx
-    return settings
-
-
-def _translate(exc: BaseException, cfg: ConnConfig, what: str) -> DMError:
-    text = str(exc.args[1]) if isinstance(exc, pymysql.MySQLError) and len(exc.args) > 1 \
-        else (str(exc) or type(exc).__name__)
-    if cfg.password:
-        text = text.replace(cfg.password, "******")
-    code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args else None
-    if code == _ER_MASTER_FATAL_READING_BINLOG and _PURGED_RE.search(text):
-        return BINLOG_PURGED(what, cause=text)
-    return BINLOG_READ(text, cause=text)
-
-
-def _detect_flavor(cfg: ConnConfig, connect_timeout: float) -> str:
-    conn = pymysql.connect(**_conn_settings(cfg, connect_timeout, 30.0))
-    try:
-        info = conn.get_server_info()
-    finally:
-        conn.close()
-    return "mariadb" if "mariadb" in str(info).lower() else "mysql"
-
-
 # --- the reader ----------------------------------------------------------------------------
-
-
-class EventSource(Protocol):
-    """Raw events: `events()` yields `(buf, pos)` with an event header at `buf[pos]`;
-    `crc_len` is 4 when events may carry CRC32 trailers (the format description event of
-    each file says whether they do). The network stream and the relay files are two."""
-
-    crc_len: int
-
-    def events(self, mark_refill: bool = False) -> Iterator[tuple[bytes, int]]:
-        """`mark_refill`: also `(b"", -1)` before waiting for more input."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def _all_tables(schema: str, table: str) -> bool:
@@ -290,6 +168,15 @@ _UNSUPPORTED = {
 # the point in its file from which the file is encrypted.
 
 
+class SourceOpener(Protocol):
+    """Where a reader gets its raw events other than from the source server (the relay
+    files: `mysqlkit.relay.reader.relay_reader`): the events from `start` and the flavor of
+    the binlog they come from (`flavor` is the caller's, None when unknown)."""
+
+    def __call__(self, start: Start, *, flavor: str | None, gtid_mode: bool, blocking: bool,
+                 heartbeat: float) -> tuple[EventSource, str]: ...
+
+
 class BinlogReader:
     """A synchronous iterator of `Change`s from `start`; run it in a thread.
 
@@ -306,6 +193,7 @@ class BinlogReader:
       longer has the binlog asked for, BINLOG_READ for a lost connection (resume from the
       last checkpoint), BINLOG_DECODE for rows that do not decode.
     `close()` (from any thread) stops it; the iteration then ends without error.
+    `opener` (optional): read the events from elsewhere (the relay) instead of `conn`.
     `on_idle` (optional, settable until the iteration starts) is called in the reading
     thread when the reader has used up what the source sent and is about to wait for
     more: a consumer that batches changes hands them over then (low latency when caught
@@ -327,6 +215,7 @@ class BinlogReader:
         read_timeout: float | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         on_idle: Callable[[], None] | None = None,
+        opener: SourceOpener | None = None,
     ) -> None:
         if flavor not in (None, "mariadb", "mysql"):
             raise ValueError(f"flavor must be 'mariadb' or 'mysql', not {flavor!r}")
@@ -351,34 +240,7 @@ class BinlogReader:
         # Set by find_start_by_time: yield a _TxnStart at the first transaction whose first
         # event is at or after this time, then stop.
         self._stop_at_time: int | None = None
-        self._relay_dir: Path | None = None  # set by from_relay
-
-    @classmethod
-    def from_relay(
-        cls,
-        relay_dir: Path,
-        start: Start,
-        *,
-        flavor: str | None = None,
-        gtid_mode: bool = False,
-        want_table: Callable[[str, str], bool] = _all_tables,
-        unsigned_of: Callable[[str, str], Sequence[bool] | None] = _no_unsigned,
-        blocking: bool = True,
-        heartbeat: float = 1.0,
-    ) -> BinlogReader:
-        """The same changes, read from the relay files a `mysqlkit.relay.RelayWriter`
-        writes in `relay_dir` instead of from the source: identical positions and GTID
-        sets, so a caller can switch between the two at any resume point. Follows the
-        files as they grow (Heartbeat when idle); BINLOG_PURGED when the relay does not
-        have the start. No start_time (resolve it on the source first)."""
-        if start.start_time is not None:
-            raise ValueError("start_time needs the source: resolve it with "
-                             "find_start_by_time first")
-        reader = cls(ConnConfig("relay", 0, ""), 0, start, flavor=flavor,
-                     gtid_mode=gtid_mode, want_table=want_table, unsigned_of=unsigned_of,
-                     blocking=blocking, heartbeat=heartbeat)
-        reader._relay_dir = Path(relay_dir)
-        return reader
+        self._opener = opener
 
     @property
     def position(self) -> BinlogPosition:
@@ -413,7 +275,7 @@ class BinlogReader:
             raise
         except (pymysql.MySQLError, OSError, ConnectionLost) as exc:
             if not self._closed:
-                raise _translate(exc, self.cfg, self._what()) from None
+                raise translate_error(exc, self.cfg, self._what()) from None
         except Exception as exc:  # a malformed event (IndexError, struct.error...)
             if not self._closed:
                 raise BINLOG_READ(f"{type(exc).__name__}: {exc}") from None
@@ -421,11 +283,11 @@ class BinlogReader:
             self.close()
 
     def _open(self) -> EventSource:
-        if self._relay_dir is not None:
-            return self._open_relay(self._relay_dir)
+        if self._opener is not None:
+            return self._open_elsewhere(self._opener)
         start = self.start
         if self.flavor is None:
-            self.flavor = _detect_flavor(self.cfg, self.connect_timeout)
+            self.flavor = detect_flavor(self.cfg, self.connect_timeout)
         self._gtids = GtidSet.parse(start.gtid, self.flavor)
         if start.start_time is not None:
             found = find_start_by_time(self.cfg, start.start_time, server_id=self.server_id,
@@ -434,7 +296,7 @@ class BinlogReader:
             self._gtids = GtidSet.parse(found.gtid, self.flavor)
             self._resume = found
             self._file = found.binlog_name
-        settings = _conn_settings(self.cfg, self.connect_timeout, self.read_timeout)
+        settings = conn_settings(self.cfg, self.connect_timeout, self.read_timeout)
         heartbeat = self.heartbeat if self.blocking else 0.0
         if self.gtid_mode and self.start.start_time is None:
             # A start_time was resolved to a position (exact, its GTID set known) above.
@@ -455,27 +317,13 @@ class BinlogReader:
             source.close()
         return source
 
-    def _open_relay(self, relay_dir: Path) -> EventSource:
-        from mysqlkit.relay import RelayFileSource, read_meta
-
-        if self.flavor is None:
-            meta = read_meta(relay_dir)
-            if meta is None:
-                raise BINLOG_READ(f"no relay log in {relay_dir}")
-            self.flavor = meta.flavor
-        start = self.start
-        self._gtids = GtidSet.parse(start.gtid, self.flavor)
-        if self.gtid_mode:
-            if not start.gtid:
-                raise BINLOG_NO_START("GTID mode needs a GTID set")
-            source = RelayFileSource(relay_dir, gtid=GtidSet.parse(start.gtid, self.flavor),
+    def _open_elsewhere(self, opener: SourceOpener) -> EventSource:
+        source, self.flavor = opener(self.start, flavor=self.flavor, gtid_mode=self.gtid_mode,
                                      blocking=self.blocking, heartbeat=self.heartbeat)
-        else:
-            if not start.binlog_name:
-                raise BINLOG_NO_START("no binlog file given")
-            source = RelayFileSource(relay_dir, start.binlog_name, start.binlog_pos,
-                                     blocking=self.blocking, heartbeat=self.heartbeat)
+        self._gtids = GtidSet.parse(self.start.gtid, self.flavor)
         self._source = source
+        if self._closed:
+            source.close()
         return source
 
     def _pos(self, log_pos: int) -> BinlogPosition:
@@ -674,7 +522,7 @@ class BinlogReader:
 
 
 def _binary_logs(cfg: ConnConfig, connect_timeout: float) -> list[str]:
-    conn = pymysql.connect(**_conn_settings(cfg, connect_timeout, 30.0))
+    conn = pymysql.connect(**conn_settings(cfg, connect_timeout, 30.0))
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW BINARY LOGS")
@@ -686,7 +534,7 @@ def _binary_logs(cfg: ConnConfig, connect_timeout: float) -> list[str]:
 def _file_created(cfg: ConnConfig, server_id: int, name: str, connect_timeout: float,
                   flavor: str) -> int:
     """The timestamp of a binlog file's format description event (its creation)."""
-    source = NetworkEventSource(_conn_settings(cfg, connect_timeout, 30.0), server_id,
+    source = NetworkEventSource(conn_settings(cfg, connect_timeout, 30.0), server_id,
                                 flavor=flavor, binlog_name=name, binlog_pos=4,
                                 blocking=False)
     try:
@@ -709,7 +557,7 @@ def find_start_by_time(cfg: ConnConfig, ts: int, *, server_id: int,
     Blocking: run in a thread. `server_id` must be unique among the source's replicas."""
     try:
         if flavor is None:
-            flavor = _detect_flavor(cfg, connect_timeout)
+            flavor = detect_flavor(cfg, connect_timeout)
         names = _binary_logs(cfg, connect_timeout)
         if not names:
             raise BINLOG_START_TIME(ts, cause="the source has no binary logs")
@@ -721,7 +569,7 @@ def find_start_by_time(cfg: ConnConfig, ts: int, *, server_id: int,
     except DMError:
         raise
     except (pymysql.MySQLError, OSError, ConnectionLost) as exc:
-        raise _translate(exc, cfg, "list") from None
+        raise translate_error(exc, cfg, "list") from None
     reader = BinlogReader(cfg, server_id, Start(first, 4), flavor=flavor, blocking=False,
                           want_table=lambda s, t: False, connect_timeout=connect_timeout)
     reader._stop_at_time = ts

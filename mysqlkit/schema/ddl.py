@@ -31,7 +31,7 @@ from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
-from events.errors import SYNC_DDL_PARSE
+from errors import SYNC_DDL_PARSE
 from mysqlkit.sqlquote import quote_ident
 
 __all__ = [

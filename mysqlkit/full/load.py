@@ -14,7 +14,7 @@ import asyncmy
 import asyncmy.connection
 import asyncmy.errors
 
-from events.errors import (
+from errors import (
     DB_DRIVER,
     LOAD_ADD_INDEX,
     LOAD_DUPLICATE_ENTRY,
@@ -23,10 +23,10 @@ from events.errors import (
     LOAD_TABLE_MISMATCH,
     DMError,
 )
-from mysqlkit.deferred_index import alter_add_indexes, index_name
-from mysqlkit.dump import SESSION_SETTINGS
+from mysqlkit.full.deferred_index import alter_add_indexes, index_name
+from mysqlkit.full.dump import SESSION_SETTINGS
+from mysqlkit.schema.tableinfo import TableInfo, load_field
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.tableinfo import TableInfo, load_field
 from mysqlkit.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnConfig,
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 ON_DUPLICATE_MODES = ("replace", "ignore", "error")
 
-# SESSION_SETTINGS (utf8mb4, UTC, mysqldump's sql_mode: see mysqlkit.dump), and no foreign
+# SESSION_SETTINGS (utf8mb4, UTC, mysqldump's sql_mode: see mysqlkit.full.dump), and no foreign
 # key checks: chunks of child tables may load before their parents' rows.
 # unique_checks stays ON on purpose: on MariaDB 10.6+ unique_checks=0 together with
 # foreign_key_checks=0 switches an empty table to InnoDB's "bulk insert" mode (MDEV-24621),

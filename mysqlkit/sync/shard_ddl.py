@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from events.errors import SYNC_SHARD_DDL
-from mysqlkit.ddl import DDL, AlterSpec, Column, Index
-from mysqlkit.schema_tracker import TableSchema
+from errors import SYNC_SHARD_DDL
+from mysqlkit.schema.ddl import DDL, AlterSpec, Column, Index
+from mysqlkit.schema.tracker import TableSchema
 
 __all__ = ["Decision", "decide"]
 

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from events.errors import SYNC_COLUMN_MISMATCH
+from errors import SYNC_COLUMN_MISMATCH
 from mysqlkit.sqlquote import quote_ident
 
 __all__ = [

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from events.errors import BINLOG_DECODE
+from errors import BINLOG_DECODE
 
 __all__ = [
     "APPLY_SESSION_SQL",

@@ -2,11 +2,11 @@
 conflict-free lanes of batched statements → target, with checkpoints in the target.
 
 Flow:
-- a reader thread decodes the binlog (mysqlkit.binlog) and hands lists of events to the
+- a reader thread decodes the binlog (mysqlkit.binlog.reader) and hands lists of events to the
   event loop;
-- the loop keeps the schema tracker current (DDL parsed with mysqlkit.ddl), routes and
+- the loop keeps the schema tracker current (DDL parsed with mysqlkit.schema.ddl), routes and
   filters each change, and assigns it to one of `repl_threads` lanes so that changes of
-  the same row (by PK/UK values) keep their order (mysqlkit.causality);
+  the same row (by PK/UK values) keep their order (mysqlkit.sync.causality);
 - each lane applies batches of `repl_batch` rows in one transaction together with its
   lane checkpoint row; DDL, conflicts across lanes and periodic flushes are barriers where
   every lane drains and the global checkpoint (position + schema tracker) is written.
@@ -14,7 +14,7 @@ Flow:
 Exactly once: the global checkpoint is only written when everything before it is applied.
 After a crash the sync resumes from it and replays in safe mode (idempotent statements)
 every transaction that may have been applied already, i.e. up to the largest lane
-checkpoint (see mysqlkit.checkpoint).
+checkpoint (see mysqlkit.sync.checkpoint).
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ from typing import Any
 import asyncmy
 import orjson
 
-from events.errors import (
+from errors import (
     BINLOG_NO_START,
     BINLOG_PURGED,
     SYNC_COLUMN_MISMATCH,
     SYNC_EXEC,
     DMError,
 )
-from mysqlkit import checkpoint, shard_ddl, upstream
-from mysqlkit.binlog import (
+from mysqlkit import upstream
+from mysqlkit.binlog.filter import BinlogFilter
+from mysqlkit.binlog.reader import (
     BinlogReader,
     Commit,
     Heartbeat,
@@ -50,17 +51,18 @@ from mysqlkit.binlog import (
     Start,
     find_start_by_time,
 )
-from mysqlkit.binlog_filter import BinlogFilter
-from mysqlkit.causality import Causality, change_keys
-from mysqlkit.ddl import DDL, Column, parse_ddl
-from mysqlkit.dml import ChangeKind, RowChange, build_batch
-from mysqlkit.dump import BinlogPosition
+from mysqlkit.binlog.rowcodec import APPLY_SESSION_SQL
 from mysqlkit.faults import crash_point
+from mysqlkit.position import BinlogPosition, master_position
+from mysqlkit.relay.reader import relay_reader
 from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.routing import TableRouter
-from mysqlkit.rowcodec import APPLY_SESSION_SQL
-from mysqlkit.schema_tracker import SchemaTracker, TableSchema, load_table
+from mysqlkit.schema.ddl import DDL, Column, parse_ddl
+from mysqlkit.schema.tracker import SchemaTracker, TableSchema, load_table
 from mysqlkit.sqlquote import quote_ident
+from mysqlkit.sync import checkpoint, shard_ddl
+from mysqlkit.sync.causality import Causality, change_keys
+from mysqlkit.sync.dml import ChangeKind, RowChange, build_batch
 
 log = logging.getLogger("dmray.syncer")
 
@@ -101,7 +103,7 @@ class SyncSpec:
     binlog_type: str = "remote"
     relay_dir: str = ""  # read the relay files here instead of the upstream
     # The task's shard_mode ("" = none): DDL of tables merged into one target table goes
-    # through mysqlkit.shard_ddl; the task's other sources' routers tell their shards.
+    # through mysqlkit.sync.shard_ddl; the task's other sources' routers tell their shards.
     shard_mode: str = ""
     peer_routers: dict[str, TableRouter] = field(default_factory=dict)
     # A retryable error is retried this long (since it first failed), then pauses.
@@ -114,7 +116,7 @@ class _Job:
     changes: list[RowChange]
     txn_start: BinlogPosition
     safe: bool
-    # keyless tables in the batch → their last change in it (see mysqlkit.checkpoint)
+    # keyless tables in the batch → their last change in it (see mysqlkit.sync.checkpoint)
     tables: dict[tuple[str, str], checkpoint.ChangeId]
 
 
@@ -284,9 +286,9 @@ class Syncer:
         self._read_at = self.pos
         ddl_done = threading.Event()
         if spec.relay_dir and not self._relay_lacks_start:
-            reader = BinlogReader.from_relay(Path(spec.relay_dir), start, flavor=spec.flavor,
-                                             gtid_mode=spec.gtid_mode, want_table=self._wants,
-                                             unsigned_of=self._unsigned_of)
+            reader = relay_reader(Path(spec.relay_dir), start, flavor=spec.flavor,
+                                  gtid_mode=spec.gtid_mode, want_table=self._wants,
+                                  unsigned_of=self._unsigned_of)
         else:
             reader = BinlogReader(spec.src, spec.server_id, start, flavor=spec.flavor,
                                   gtid_mode=spec.gtid_mode, want_table=self._wants,
@@ -725,7 +727,7 @@ class Syncer:
                             f"subtask of task {self.spec.task} holds it")
 
     async def _shard_sql(self, ddl: DDL) -> str | None:
-        """What a shard's DDL runs on the merged table (mysqlkit.shard_ddl); None: nothing."""
+        """What a shard's DDL runs on the merged table (mysqlkit.sync.shard_ddl); None: nothing."""
         dest = self._route_any(ddl.schema, ddl.table) if ddl.table else None
         target: TableSchema | None = None
         peers: list[TableSchema] | None = []
@@ -888,21 +890,6 @@ def _folds(col: Column) -> bool:
 
 _TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
 _COLLATE_RE = re.compile(r"\bCOLLATE\s+`?(\w+)", re.IGNORECASE)
-
-
-async def master_position(cfg: upstream.ConnConfig) -> BinlogPosition:
-    async with upstream.open_conn(cfg) as conn:
-        rows = await upstream.fetchall(conn, "SHOW MASTER STATUS")
-        gtid = ""
-        try:
-            g = await upstream.fetchall(conn, "SELECT @@GLOBAL.gtid_binlog_pos")
-            gtid = upstream.as_text(g[0][0] or "") if g else ""
-        except Exception:  # MySQL: gtid_executed instead
-            g = await upstream.fetchall(conn, "SELECT @@GLOBAL.gtid_executed")
-            gtid = upstream.as_text(g[0][0] or "") if g else ""
-    if not rows:
-        return BinlogPosition("", 0, gtid)
-    return BinlogPosition(upstream.as_text(rows[0][0]), int(rows[0][1]), gtid)
 
 
 async def _selected_tables(cfg: upstream.ConnConfig,

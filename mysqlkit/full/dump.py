@@ -27,10 +27,11 @@ import asyncmy
 import asyncmy.errors
 from asyncmy.cursors import SSCursor
 
-from events.errors import CONFIG_INVALID, DUMP_GLOBAL_LOCK, DUMP_ROW_TOO_LARGE, DMError
-from mysqlkit.chunks import Chunk
+from errors import CONFIG_INVALID, DUMP_GLOBAL_LOCK, DUMP_ROW_TOO_LARGE, DMError
+from mysqlkit.full.chunks import Chunk
+from mysqlkit.position import BinlogPosition
+from mysqlkit.schema.tableinfo import TableInfo, literal_expr, load_field
 from mysqlkit.sqlquote import quote_ident
-from mysqlkit.tableinfo import TableInfo, literal_expr, load_field
 from mysqlkit.upstream import ConnConfig, _close, connect, driver_error, driver_errors
 from mysqlkit.upstream import as_text as _text
 from mysqlkit.upstream import fetchall as _exec
@@ -38,7 +39,6 @@ from mysqlkit.upstream import fetchall as _exec
 __all__ = [
     "CONSISTENCY_MODES",
     "SESSION_SETTINGS",
-    "BinlogPosition",
     "SnapshotLock",
     "SnapshotSession",
     "TableLike",
@@ -69,16 +69,6 @@ SESSION_SETTINGS = ("SET NAMES utf8mb4, SESSION time_zone = '+00:00', "
 _ACCESS_DENIED = frozenset({1044, 1045, 1142, 1227})
 # How long taking a lock may wait for running statements/DDL before failing.
 DEFAULT_LOCK_WAIT_TIMEOUT = 60
-
-
-@dataclass(frozen=True)
-class BinlogPosition:
-    """Where a snapshot sits in the source's binlog. binlog_name is "" when the binlog is
-    off (or not readable); gtid is "" when the server has no GTID set."""
-
-    binlog_name: str
-    binlog_pos: int
-    gtid: str
 
 
 class TableLike(Protocol):

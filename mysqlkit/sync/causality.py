@@ -15,7 +15,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
-from mysqlkit.dml import NULL, RowChange, row_identity
+from mysqlkit.sync.dml import NULL, RowChange, row_identity
 
 __all__ = ["Causality", "change_keys", "fold_value"]
 

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from events.errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND
+from errors import CONFIG_INVALID, FILTER_RULE_NOT_FOUND
 from mysqlkit.routing import Pattern, TableRouter, is_system_schema
 
 if TYPE_CHECKING:

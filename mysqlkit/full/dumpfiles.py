@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from events.errors import (
+from errors import (
     LOAD_DUMP_DIR_NOT_FOUND,
     LOAD_DUPLICATE_TABLE_FILE,
     LOAD_INVALID_FILE_ENDING,
@@ -33,7 +33,7 @@ from events.errors import (
     LOAD_NO_TABLE_FILE,
     LOAD_READ_SCHEMA_FILE,
 )
-from mysqlkit.dump import BinlogPosition
+from mysqlkit.position import BinlogPosition
 from mysqlkit.sqlquote import quote_ident
 
 __all__ = [
