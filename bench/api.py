@@ -108,8 +108,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    from tests.support.fixtures_ray import free_port
-    from tests.support.mariadb import MariaDBServer
+    from testbed.mariadb import MariaDBServer
+    from testbed.ports import free_port
 
     db = MariaDBServer(server_id=901, name="bench-api").start() if args.sources else None
     runs: list[tuple[str, dict[str, str]]] = [("dmray (HAProxy ingress)", {})]

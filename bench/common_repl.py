@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.mariadb import MariaDBServer  # noqa: E402
+from testbed.mariadb import MariaDBServer  # noqa: E402
 
 SCHEMA = "sbtest"
 Position = tuple[str, int]  # (binlog file, offset); file names sort in binlog order

@@ -1,6 +1,6 @@
 """Row-event decode throughput: pymysqlreplication's own `.rows` vs our readers.
 
-Starts a private MariaDB (tests/support/mariadb.py), writes sysbench-shaped rows (id INT PK,
+Starts a private MariaDB (testbed/mariadb.py), writes sysbench-shaped rows (id INT PK,
 k INT, c CHAR(120), pad CHAR(60)) as single-row INSERT events into one binlog file and
 multi-row INSERT events into the next, then reads each file with every reader in the same
 run (non-blocking dump to the end of the binlog; best of --repeat runs, by wall time and by
@@ -41,7 +41,7 @@ from pymysqlreplication.row_event import (
 
 from mysqlkit.binlog.reader import BinlogReader, RowsChange, Start
 from mysqlkit.upstream import ConnConfig
-from tests.support.mariadb import MariaDBServer
+from testbed.mariadb import MariaDBServer
 
 _TABLE = ("CREATE TABLE bench.{} (id INT NOT NULL PRIMARY KEY, k INT NOT NULL DEFAULT 0, "
           "c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '')")

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common_repl import start_dmray  # noqa: E402
-from tests.support.fixtures_ray import free_port  # noqa: E402
-from tests.support.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.ports import free_port  # noqa: E402
 
 SCHEMA = "sbtest"
 _TCK = os.sysconf("SC_CLK_TCK")

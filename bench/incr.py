@@ -59,8 +59,8 @@ from bench.common_repl import (  # noqa: E402
     stop_dmray,
     stop_native,
 )
-from tests.support.fixtures_ray import free_port  # noqa: E402
-from tests.support.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.ports import free_port  # noqa: E402
 
 DMRAY_SCHEMA = "dmray_" + SCHEMA
 TASK = "bench-incr"

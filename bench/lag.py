@@ -55,8 +55,8 @@ from bench.common_repl import (  # noqa: E402
     stop_dmray,
     stop_native,
 )
-from tests.support.fixtures_ray import free_port  # noqa: E402
-from tests.support.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.mariadb import MariaDBServer, start_servers  # noqa: E402
+from testbed.ports import free_port  # noqa: E402
 
 TASK = "bench-lag"
 HEARTBEAT_DDL = "CREATE TABLE heartbeat (id INT NOT NULL PRIMARY KEY, ts DATETIME(6) NOT NULL)"

@@ -81,7 +81,7 @@ def run_once(n: int, seed: int, args: argparse.Namespace, log_dir: Path) -> list
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.monotonic()
     # Its own session: on a timeout the whole process group (pytest, Ray) is killed; the
-    # MariaDB servers it leaves are reaped by the next run (tests/support/mariadb.py).
+    # MariaDB servers it leaves are reaped by the next run (testbed/mariadb.py).
     proc = subprocess.Popen(pytest_command(args), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

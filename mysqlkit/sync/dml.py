@@ -170,7 +170,7 @@ class TableSQL:
         if len(self.key) == 1:
             return self.key_eq[0][:-1] + " IN (" + ",".join([k[0] for k in keys]) + ")"
         # OR of ANDs rather than `(a,b) IN ((..),(..))`: MariaDB's range optimizer handles
-        # the former on any version (see tests/test_dml_apply.py's EXPLAIN check).
+        # the former on any version (see tests/mariadb/test_dml_apply.py's EXPLAIN check).
         return " OR ".join(["(" + self.key_cond(k) + ")" for k in keys])
 
     def delete_keys(self, keys: list[tuple[str, ...]]) -> str:

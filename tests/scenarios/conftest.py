@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from testbed.mariadb import MariaDBServer
 from tests.scenarios.helpers import Scn
 from tests.support.api import drop_tagged
 from tests.support.fixtures_ray import DMServer
 from tests.support.fixtures_scenarios import extra_sources, spare_workers
-from tests.support.mariadb import MariaDBServer
 
 __all__ = ["extra_sources", "spare_workers"]
 

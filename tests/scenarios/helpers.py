@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pymysql
 
+from testbed.mariadb import MariaDBServer
 from tests.support.api import q
 from tests.support.compare import (
     Pair,
@@ -34,7 +35,6 @@ from tests.support.compare import (
     table_columns,
 )
 from tests.support.fixtures_ray import DMServer
-from tests.support.mariadb import MariaDBServer
 
 TABLE_DEF = ("(id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), KEY ix_k (k)) "
              "DEFAULT CHARSET=utf8mb4")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from testbed.mariadb import MariaDBServer
 from tests.scenarios.helpers import (
     RowWriter,
     Scn,
@@ -45,7 +46,6 @@ from tests.scenarios.helpers import (
 )
 from tests.support.api import assert_dm_error, q
 from tests.support.compare import diff_rows, fetch_rows, format_diff, primary_key, table_columns
-from tests.support.mariadb import MariaDBServer
 
 pytestmark = [pytest.mark.race, pytest.mark.timeout(240)]
 

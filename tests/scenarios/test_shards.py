@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from testbed.mariadb import MariaDBServer
 from tests.scenarios.helpers import (
     Copy,
     RowWriter,
@@ -28,7 +29,6 @@ from tests.scenarios.helpers import (
     wait_writes,
     writing,
 )
-from tests.support.mariadb import MariaDBServer
 
 pytestmark = [pytest.mark.race, pytest.mark.timeout(240)]
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.support.mariadb import MariaDBServer
+from testbed.mariadb import MariaDBServer
 
 
 def assert_dm_error(resp: httpx.Response, code: int, *fragments: str) -> dict[str, Any]:

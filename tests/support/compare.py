@@ -21,7 +21,7 @@ from typing import Any
 
 import pymysql
 
-from tests.support.mariadb import MariaDBServer
+from testbed.mariadb import MariaDBServer
 
 TableRef = tuple[str, str]
 Pair = tuple[TableRef, TableRef]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.mariadb import MariaDBNotInstalled, MariaDBServer, start_servers
+from testbed.mariadb import MariaDBNotInstalled, MariaDBServer, start_servers
 
 SOURCE1_SERVER_ID = 101
 SOURCE2_SERVER_ID = 102

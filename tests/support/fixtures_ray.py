@@ -15,14 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from testbed.ports import free_port
+
 RETRY_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range (see serve_app.server.free_port)."""
-    from serve_app.server import free_port as pick
-
-    return pick()
 
 
 @dataclass

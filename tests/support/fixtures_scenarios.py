@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from testbed.mariadb import MariaDBNotInstalled, MariaDBServer, start_servers
 from tests.support.fixtures_ray import DMServer
-from tests.support.mariadb import MariaDBNotInstalled, MariaDBServer, start_servers
 
 SOURCE3_SERVER_ID = 103
 SOURCE4_SERVER_ID = 104
@@ -41,7 +41,7 @@ def _workers(c: httpx.Client) -> dict[str, dict[str, object]]:
 
 def start_spare_workers(srv: DMServer, n: int, timeout: float = 30.0) -> list[str]:
     """n workers in the slots after worker1/worker2 (started once; later calls find the
-    same ones), each online and free; as tests/test_failover.py's fresh_workers."""
+    same ones), each online and free; as tests/cluster/test_failover.py's fresh_workers."""
     from actors.bootstrap import start_local_workers
 
     names = start_local_workers(srv.coordinator, srv.cfg, count=2 + n)[2:]

@@ -1,4 +1,4 @@
-"""A multi-node dmray on one machine, for tests/test_multinode.py (run as a subprocess:
+"""A multi-node dmray on one machine, for tests/cluster/test_multinode.py (run as a subprocess:
 one pytest process cannot hold two Ray instances).
 
     python -m tests.support.multinode_cluster --data-dir D --port P --nodes node-a,node-b

@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
+from testbed.mariadb import MariaDBServer
 from tests.support.compare import Pair
-from tests.support.mariadb import MariaDBServer
 
 
 class ReplScenario:

@@ -9,7 +9,7 @@
 
 Tables: `t_int` (INT PK), `t_comp` (composite PK, binary-collated VARCHAR part), `t_uk`
 (no PK; a UNIQUE KEY over NULL-able columns) and `t_types` (every type of
-tests/test_type_fidelity.py: ints of all widths signed/unsigned, DECIMAL, FLOAT/DOUBLE,
+tests/mariadb/test_type_fidelity.py: ints of all widths signed/unsigned, DECIMAL, FLOAT/DOUBLE,
 BIT, ENUM/SET, temporal types with fractions and zero dates, YEAR, utf8mb4/latin1/gbk
 strings with emoji, binary strings with arbitrary bytes, JSON, NULLs and generated
 columns). Operations: single and multi-row INSERTs, UPDATEs (also of key columns, also
@@ -37,7 +37,7 @@ from typing import Any
 
 import pymysql
 
-from tests.support.mariadb import MariaDBServer
+from testbed.mariadb import MariaDBServer
 
 Gen = Callable[[random.Random], Any]
 Key = tuple[Any, ...]
@@ -136,7 +136,7 @@ def _set_value(r: random.Random) -> str:
 
 
 # Column name -> (type, generator) of t_types, in table order; the edge values come from
-# tests/test_type_fidelity.py.
+# tests/mariadb/test_type_fidelity.py.
 TYPE_COLUMNS: list[tuple[str, str, Gen]] = [
     ("ti", "TINYINT", _int(-128, 127)),
     ("tiu", "TINYINT UNSIGNED", _int(0, 255)),
