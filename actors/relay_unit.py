@@ -63,7 +63,7 @@ class RelayUnit:
         return self
 
     def same(self, spec: dict[str, Any]) -> bool:
-        return spec["source"] == self.source and spec["relay_dir"] == str(self.relay_dir)
+        return bool(spec["source"] == self.source and spec["relay_dir"] == str(self.relay_dir))
 
     def close(self) -> None:
         self._stop.set()

@@ -316,7 +316,8 @@ class TaskManager:
 
     async def source_conn(self, source: str) -> upstream.ConnConfig:
         handle = ray.get_actor(source_actor_name(source), namespace="dmray")
-        return await call(handle.conn_config.remote())
+        conn: upstream.ConnConfig = await call(handle.conn_config.remote())
+        return conn
 
     # --- schema tracker -------------------------------------------------------------
     async def schema_op(self, source: str, op: str, schema: str | None, table: str | None,

@@ -80,6 +80,11 @@ class ClusterState(StreamState):
                 self.master_seq = max(self.master_seq, _seq(ev.name, "master"))
             case MasterRemoved():
                 self.masters.pop(ev.name, None)
+            case _:
+                self._apply_sources_and_tasks(ev)
+
+    def _apply_sources_and_tasks(self, ev: DomainEvent) -> None:
+        match ev:
             case SourceAdded():
                 self.sources[ev.source_name] = ev.request_id
             case SourceRemoved():

@@ -73,6 +73,147 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
         out[key] = value
 
 
+class _Sections:
+    """The named rule sections of a DM task file, filled instance by instance: routes,
+    block-allow lists and binlog filters (one filter per (template, schema, table), named
+    after its template, "-2", "-3"... when a template is used more than once)."""
+
+    def __init__(self, templates: dict[str, Any]) -> None:
+        self.templates = templates
+        self.routes: dict[str, Any] = {}
+        self.filters: dict[str, Any] = {}
+        self.balists: dict[str, Any] = {}
+        self._names: dict[tuple[str, str, str], str] = {}  # (template, schema, table) → name
+        self._used: set[str] = set(templates)
+        self._derived: dict[str, int] = {}
+
+    def route(self, schema: str, table: str, tgt: Any) -> str:
+        name = f"route-rule-{len(self.routes) + 1}"
+        spec: dict[str, Any] = {"schema-pattern": schema}
+        _put(spec, "table-pattern", table or None)
+        _put(spec, "target-schema", tgt.schema_)
+        _put(spec, "target-table", tgt.table)
+        self.routes[name] = spec
+        return name
+
+    def balist(self, do_dbs: list[str], do_tables: list[dict[str, str]]) -> str:
+        name = f"bw-rule-{len(self.balists) + 1}"
+        balist: dict[str, Any] = {}
+        if do_dbs:
+            balist["do-dbs"] = do_dbs
+        if do_tables:
+            balist["do-tables"] = do_tables
+        self.balists[name] = balist
+        return name
+
+    def filter(self, template: str, schema: str, table: str) -> str:
+        if template not in self.templates:
+            # Same answer as creating such a task: the name must exist.
+            raise FILTER_RULE_NOT_FOUND(template)
+        key = (template, schema, table)
+        if key in self._names:
+            return self._names[key]
+        name = template if template not in self.filters else self._next_name(template)
+        self._used.add(name)
+        self._names[key] = name
+        spec: dict[str, Any] = {"schema-pattern": schema}
+        _put(spec, "table-pattern", table or None)
+        tpl = self.templates[template]
+        if tpl.ignore_event is not None:
+            spec["events"] = list(tpl.ignore_event)
+        if tpl.ignore_sql is not None:
+            spec["sql-pattern"] = list(tpl.ignore_sql)
+        spec["action"] = "Ignore"
+        self.filters[name] = spec
+        return name
+
+    def _next_name(self, template: str) -> str:
+        n = self._derived.get(template, 1)
+        while True:
+            n += 1
+            name = f"{template}-{n}"
+            if name not in self._used:
+                break
+        self._derived[template] = n
+        return name
+
+
+def _target_to_yaml(tc: Any) -> dict[str, Any]:
+    target: dict[str, Any] = {"host": tc.host, "port": tc.port, "user": tc.user,
+                              "password": tc.password}
+    if tc.session is not None:
+        target["session"] = ({"foreign_key_checks": tc.session.foreign_key_checks}
+                             if tc.session.foreign_key_checks is not None else {})
+    if tc.security is not None:
+        target["security"] = _security_to_yaml(tc.security)
+    return target
+
+
+def _instance_to_yaml(task: Task, conf: Any, sections: _Sections) -> dict[str, Any]:
+    inst: dict[str, Any] = {"source-id": conf.source_name}
+    meta: dict[str, Any] = {}
+    _put(meta, "binlog-name", conf.binlog_name)
+    _put(meta, "binlog-pos", conf.binlog_pos)
+    _put(meta, "binlog-gtid", conf.binlog_gtid)
+    if meta:
+        inst["meta"] = meta
+    route_refs: list[str] = []
+    filter_refs: list[str] = []
+    do_dbs: list[str] = []
+    do_tables: list[dict[str, str]] = []
+    for rule in task.table_migrate_rule:
+        if rule.source.source_name != conf.source_name:
+            continue
+        schema, table = rule.source.schema_, rule.source.table
+        # An empty table pattern is a whole schema: DM's do-dbs (and no table-pattern).
+        if table:
+            do_tables.append({"db-name": schema, "tbl-name": table})
+        else:
+            do_dbs.append(schema)
+        tgt = rule.target
+        if tgt is not None and (tgt.schema_ is not None or tgt.table is not None):
+            route_refs.append(sections.route(schema, table, tgt))
+        for template in rule.binlog_filter_rule or ():
+            ref = sections.filter(template, schema, table)
+            if ref not in filter_refs:
+                filter_refs.append(ref)
+    if route_refs:
+        inst["route-rules"] = route_refs
+    if filter_refs:
+        inst["filter-rules"] = filter_refs
+    if do_dbs or do_tables:
+        inst["block-allow-list"] = sections.balist(do_dbs, do_tables)
+    if task.source_config.full_migrate_conf is not None:
+        inst["mydumper-config-name"] = _GLOBAL
+    inst["loader-config-name"] = _GLOBAL
+    if task.source_config.incr_migrate_conf is not None:
+        inst["syncer-config-name"] = _GLOBAL
+    return inst
+
+
+def _loader_to_yaml(task: Task) -> dict[str, Any]:
+    # on_duplicate always travels in the loader (as DM's deprecated `on-duplicate`, which
+    # `on-duplicate-logical` overrides), so a loader section exists even without full conf.
+    full = task.source_config.full_migrate_conf
+    loader: dict[str, Any] = {}
+    if full is not None:
+        loader["pool-size"] = full.import_threads
+        for key, value in (("dir", full.data_dir), ("import-mode", full.import_mode),
+                           ("sorting-dir-physical", full.sorting_dir),
+                           ("disk-quota-physical", full.disk_quota),
+                           ("checksum-physical", full.checksum), ("analyze", full.analyze),
+                           ("range-concurrency", full.range_concurrency),
+                           ("compress-kv-pairs", full.compress_kv_pairs),
+                           ("pd-addr", full.pd_addr)):
+            _put(loader, key, value)
+        if full.security is not None:
+            loader["security"] = _security_to_yaml(full.security)
+        _put(loader, "on-duplicate-logical", full.on_duplicate_logical)
+        _put(loader, "on-duplicate-physical", full.on_duplicate_physical)
+    loader["on-duplicate"] = task.on_duplicate
+    return loader
+
+
 def task_to_config(task: Task) -> dict[str, Any]:
     """The DM task file as a plain mapping (what `task_to_yaml` dumps)."""
     doc: dict[str, Any] = {"name": task.name, "task-mode": task.task_mode}
@@ -84,142 +225,26 @@ def task_to_config(task: Task) -> dict[str, Any]:
     doc["online-ddl"] = task.enhance_online_schema_change
     if task.ignore_checking_items is not None:
         doc["ignore-checking-items"] = list(task.ignore_checking_items)
+    doc["target-database"] = _target_to_yaml(task.target_config)
 
-    tc = task.target_config
-    target: dict[str, Any] = {"host": tc.host, "port": tc.port, "user": tc.user,
-                              "password": tc.password}
-    if tc.session is not None:
-        target["session"] = ({"foreign_key_checks": tc.session.foreign_key_checks}
-                             if tc.session.foreign_key_checks is not None else {})
-    if tc.security is not None:
-        target["security"] = _security_to_yaml(tc.security)
-    doc["target-database"] = target
-
-    templates = task.binlog_filter_rule or {}
-    routes: dict[str, Any] = {}
-    filters: dict[str, Any] = {}
-    balists: dict[str, Any] = {}
-    filter_names: dict[tuple[str, str, str], str] = {}  # (template, schema, table) → name
-    used_names: set[str] = set(templates)
-    derived_count: dict[str, int] = {}
-
-    def filter_name(template: str, schema: str, table: str) -> str:
-        key = (template, schema, table)
-        if key in filter_names:
-            return filter_names[key]
-        if template not in filters:
-            name = template
-        else:
-            n = derived_count.get(template, 1)
-            while True:
-                n += 1
-                name = f"{template}-{n}"
-                if name not in used_names:
-                    break
-            derived_count[template] = n
-        used_names.add(name)
-        filter_names[key] = name
-        spec: dict[str, Any] = {"schema-pattern": schema}
-        _put(spec, "table-pattern", table or None)
-        tpl = templates[template]
-        if tpl.ignore_event is not None:
-            spec["events"] = list(tpl.ignore_event)
-        if tpl.ignore_sql is not None:
-            spec["sql-pattern"] = list(tpl.ignore_sql)
-        spec["action"] = "Ignore"
-        filters[name] = spec
-        return name
+    sections = _Sections(task.binlog_filter_rule or {})
+    doc["mysql-instances"] = [_instance_to_yaml(task, conf, sections)
+                              for conf in task.source_config.source_conf]
+    if sections.routes:
+        doc["routes"] = sections.routes
+    if sections.filters:
+        doc["filters"] = sections.filters
+    if sections.balists:
+        doc["block-allow-list"] = sections.balists
 
     full = task.source_config.full_migrate_conf
     incr = task.source_config.incr_migrate_conf
-    instances: list[dict[str, Any]] = []
-    for conf in task.source_config.source_conf:
-        inst: dict[str, Any] = {"source-id": conf.source_name}
-        meta: dict[str, Any] = {}
-        _put(meta, "binlog-name", conf.binlog_name)
-        _put(meta, "binlog-pos", conf.binlog_pos)
-        _put(meta, "binlog-gtid", conf.binlog_gtid)
-        if meta:
-            inst["meta"] = meta
-        rules = [r for r in task.table_migrate_rule if r.source.source_name == conf.source_name]
-        route_refs: list[str] = []
-        filter_refs: list[str] = []
-        do_dbs: list[str] = []
-        do_tables: list[dict[str, str]] = []
-        for rule in rules:
-            schema, table = rule.source.schema_, rule.source.table
-            # An empty table pattern is a whole schema: DM's do-dbs (and no table-pattern).
-            if table:
-                do_tables.append({"db-name": schema, "tbl-name": table})
-            else:
-                do_dbs.append(schema)
-            tgt = rule.target
-            if tgt is not None and (tgt.schema_ is not None or tgt.table is not None):
-                name = f"route-rule-{len(routes) + 1}"
-                spec: dict[str, Any] = {"schema-pattern": schema}
-                _put(spec, "table-pattern", table or None)
-                _put(spec, "target-schema", tgt.schema_)
-                _put(spec, "target-table", tgt.table)
-                routes[name] = spec
-                route_refs.append(name)
-            for template in rule.binlog_filter_rule or ():
-                if template not in templates:
-                    # Same answer as creating such a task: the name must exist.
-                    raise FILTER_RULE_NOT_FOUND(template)
-                ref = filter_name(template, schema, table)
-                if ref not in filter_refs:
-                    filter_refs.append(ref)
-        if route_refs:
-            inst["route-rules"] = route_refs
-        if filter_refs:
-            inst["filter-rules"] = filter_refs
-        if do_dbs or do_tables:
-            ba_name = f"bw-rule-{len(balists) + 1}"
-            balist: dict[str, Any] = {}
-            if do_dbs:
-                balist["do-dbs"] = do_dbs
-            if do_tables:
-                balist["do-tables"] = do_tables
-            balists[ba_name] = balist
-            inst["block-allow-list"] = ba_name
-        if full is not None:
-            inst["mydumper-config-name"] = _GLOBAL
-        inst["loader-config-name"] = _GLOBAL
-        if incr is not None:
-            inst["syncer-config-name"] = _GLOBAL
-        instances.append(inst)
-    doc["mysql-instances"] = instances
-    if routes:
-        doc["routes"] = routes
-    if filters:
-        doc["filters"] = filters
-    if balists:
-        doc["block-allow-list"] = balists
-
-    # on_duplicate always travels in the loader (as DM's deprecated `on-duplicate`, which
-    # `on-duplicate-logical` overrides), so a loader section exists even without full conf.
-    loader: dict[str, Any] = {}
     if full is not None:
         mydumper: dict[str, Any] = {"threads": full.export_threads}
         if full.consistency is not None:
             mydumper["extra-args"] = f"--consistency {full.consistency}"
         doc["mydumpers"] = {_GLOBAL: mydumper}
-        loader["pool-size"] = full.import_threads
-        _put(loader, "dir", full.data_dir)
-        _put(loader, "import-mode", full.import_mode)
-        _put(loader, "sorting-dir-physical", full.sorting_dir)
-        _put(loader, "disk-quota-physical", full.disk_quota)
-        _put(loader, "checksum-physical", full.checksum)
-        _put(loader, "analyze", full.analyze)
-        _put(loader, "range-concurrency", full.range_concurrency)
-        _put(loader, "compress-kv-pairs", full.compress_kv_pairs)
-        _put(loader, "pd-addr", full.pd_addr)
-        if full.security is not None:
-            loader["security"] = _security_to_yaml(full.security)
-        _put(loader, "on-duplicate-logical", full.on_duplicate_logical)
-        _put(loader, "on-duplicate-physical", full.on_duplicate_physical)
-    loader["on-duplicate"] = task.on_duplicate
-    doc["loaders"] = {_GLOBAL: loader}
+    doc["loaders"] = {_GLOBAL: _loader_to_yaml(task)}
     if incr is not None:
         doc["syncers"] = {_GLOBAL: {"worker-count": incr.repl_threads,
                                     "batch": incr.repl_batch,
@@ -369,16 +394,8 @@ def _pattern_covers(pattern: str, name: str) -> bool:
     return re.fullmatch(regex, name, re.DOTALL) is not None
 
 
-def yaml_to_task(text: str) -> Task:
-    """Parse a DM YAML task file into an OpenAPI Task; DMError (20001/20005) if invalid."""
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TASK_FILE_INVALID(f"task config file is not valid YAML: {exc}") from None
-    if not isinstance(loaded, Mapping):
-        raise TASK_FILE_INVALID("task config file must be a YAML mapping of task settings")
-    doc = _mapping(loaded, "task")
-
+def _task_settings(doc: dict[str, Any]) -> dict[str, Any]:
+    """The task-level scalars."""
     data: dict[str, Any] = {
         "name": _scalar_str(_required(doc, "name"), "name"),
         "task_mode": _scalar_str(_required(doc, "task-mode"), "task-mode"),
@@ -401,8 +418,11 @@ def yaml_to_task(text: str) -> Task:
     if "ignore-checking-items" in doc:
         data["ignore_checking_items"] = _str_list(doc["ignore-checking-items"],
                                                   "ignore-checking-items")
+    return data
 
-    tdb = _mapping(_required(doc, "target-database"), "target-database")
+
+def _target_from_yaml(raw: Any) -> dict[str, Any]:
+    tdb = _mapping(raw, "target-database")
     target: dict[str, Any] = {
         "host": _scalar_str(_required(tdb, "host", "target-database."), "target-database.host"),
         "port": _int(_required(tdb, "port", "target-database."), "target-database.port"),
@@ -420,7 +440,143 @@ def yaml_to_task(text: str) -> Task:
     security = _security_from_yaml(tdb.get("security"), "target-database.security")
     if security is not None:
         target["security"] = security
-    data["target_config"] = target
+    return target
+
+
+def _source_conf(inst: dict[str, Any], where: str) -> dict[str, Any]:
+    source = _scalar_str(_required(inst, "source-id", f"{where}."), f"{where}.source-id")
+    conf: dict[str, Any] = {"source_name": source}
+    meta = _mapping(inst.get("meta"), f"{where}.meta")
+    if meta.get("binlog-name") is not None:
+        conf["binlog_name"] = _scalar_str(meta["binlog-name"], f"{where}.meta.binlog-name")
+    if meta.get("binlog-pos") is not None:
+        conf["binlog_pos"] = _int(meta["binlog-pos"], f"{where}.meta.binlog-pos")
+    if meta.get("binlog-gtid") is not None:
+        conf["binlog_gtid"] = _scalar_str(meta["binlog-gtid"], f"{where}.meta.binlog-gtid")
+    return conf
+
+
+def _route_target(spec: dict[str, Any]) -> dict[str, Any] | None:
+    tgt: dict[str, Any] = {}
+    if spec.get("target-schema") is not None:
+        tgt["schema"] = _scalar_str(spec["target-schema"], "target-schema")
+    if spec.get("target-table") is not None:
+        tgt["table"] = _scalar_str(spec["target-table"], "target-table")
+    return tgt or None
+
+
+def _route_patterns(spec: dict[str, Any]) -> tuple[str, str]:
+    schema = _scalar_str(_required(spec, "schema-pattern", "routes."), "schema-pattern")
+    table = _scalar_str(spec.get("table-pattern") or "", "table-pattern")
+    return schema, table
+
+
+def _allow_entries(inst: dict[str, Any], source: str,
+                   balists: dict[str, Any]) -> list[tuple[str, str]]:
+    """The instance's block-allow list as (schema, table) entries ("" table: do-dbs)."""
+    ba_name = inst.get("block-allow-list") or inst.get("black-white-list")
+    entries: list[tuple[str, str]] = []
+    if ba_name is not None:
+        ba = _named(balists, ba_name, "block-allow-list", source)
+        entries += [(d, "") for d in _str_list(ba.get("do-dbs"), "do-dbs")]
+        for j, item in enumerate(_seq(ba.get("do-tables"), "do-tables")):
+            t = _mapping(item, f"do-tables[{j}]")
+            entries.append((_scalar_str(_required(t, "db-name", "do-tables."), "db-name"),
+                            _scalar_str(_required(t, "tbl-name", "do-tables."), "tbl-name")))
+    return entries
+
+
+def _instance_rules(inst: dict[str, Any], where: str, source: str, routes: dict[str, Any],
+                    balists: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table_migrate_rule entries of one instance: its allow entries with the route
+    each matches, and the routes no entry matches (they select their tables too)."""
+    # Routes, in the instance's order; each is consumed by at most one allow entry.
+    inst_routes: list[dict[str, Any]] = [
+        _named(routes, name, "routes", source)
+        for name in _str_list(inst.get("route-rules"), f"{where}.route-rules")]
+    consumed = [False] * len(inst_routes)
+    ba_rules: list[dict[str, Any]] = []
+    for schema, table in _allow_entries(inst, source, balists):
+        rule: dict[str, Any] = {"source": {"source_name": source, "schema": schema,
+                                           "table": table}}
+        for k, spec in enumerate(inst_routes):
+            if not consumed[k] and _route_patterns(spec) == (schema, table):
+                consumed[k] = True
+                tgt = _route_target(spec)
+                if tgt is not None:
+                    rule["target"] = tgt
+                break
+        ba_rules.append(rule)
+    # Routes that no allow entry matches select their tables too (DM's converter).
+    inst_rules: list[dict[str, Any]] = []
+    for k, spec in enumerate(inst_routes):
+        if not consumed[k]:
+            schema, table = _route_patterns(spec)
+            rule = {"source": {"source_name": source, "schema": schema, "table": table}}
+            tgt = _route_target(spec)
+            if tgt is not None:
+                rule["target"] = tgt
+            inst_rules.append(rule)
+    inst_rules += ba_rules
+    # Canonical order: whole-schema rules first (stable), which is how they come back
+    # from do-dbs; routing prefers table-level rules, so the meaning is unchanged.
+    inst_rules.sort(key=lambda r: r["source"]["table"] != "")
+    return inst_rules
+
+
+def _filter_template(filters: dict[str, dict[str, Any]], template: str) -> dict[str, Any]:
+    tpl: dict[str, Any] = {}
+    if "events" in filters[template]:
+        tpl["ignore_event"] = _str_list(filters[template]["events"],
+                                        f"filters.{template}.events")
+    if "sql-pattern" in filters[template]:
+        tpl["ignore_sql"] = _str_list(filters[template]["sql-pattern"],
+                                      f"filters.{template}.sql-pattern")
+    return tpl
+
+
+def _apply_filters(inst: dict[str, Any], where: str, source: str,
+                   filters: dict[str, dict[str, Any]], template_of: dict[str, str],
+                   templates: dict[str, dict[str, Any]],
+                   inst_rules: list[dict[str, Any]]) -> None:
+    """The instance's filter-rules as binlog_filter_rule templates (collected in
+    `templates`) named on the rules they cover."""
+    for name in _str_list(inst.get("filter-rules"), f"{where}.filter-rules"):
+        if name not in filters:
+            raise _invalid(f"filters `{name}` used by mysql-instance `{source}` is not "
+                           f"defined")
+        spec = filters[name]
+        action = _scalar_str(spec.get("action") or "Ignore", f"filters.{name}.action")
+        if action.lower() != "ignore":
+            raise _invalid(f"filter `{name}` has action `{action}`: an OpenAPI task can "
+                           f"only ignore binlog events (action Ignore)")
+        template = template_of[name]
+        if template not in templates:
+            templates[template] = _filter_template(filters, template)
+        fschema = _scalar_str(spec.get("schema-pattern") or "*", "schema-pattern")
+        ftable = _scalar_str(spec.get("table-pattern") or "", "table-pattern")
+        exact = [r for r in inst_rules
+                 if (r["source"]["schema"], r["source"]["table"]) == (fschema, ftable)]
+        covered = exact or [r for r in inst_rules
+                            if _pattern_covers(fschema, r["source"]["schema"])
+                            and _pattern_covers(ftable or "*", r["source"]["table"] or "*")]
+        for r in covered or inst_rules:
+            names = r.setdefault("binlog_filter_rule", [])
+            if template not in names:
+                names.append(template)
+
+
+def yaml_to_task(text: str) -> Task:
+    """Parse a DM YAML task file into an OpenAPI Task; DMError (20001/20005) if invalid."""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TASK_FILE_INVALID(f"task config file is not valid YAML: {exc}") from None
+    if not isinstance(loaded, Mapping):
+        raise TASK_FILE_INVALID("task config file must be a YAML mapping of task settings")
+    doc = _mapping(loaded, "task")
+    data = _task_settings(doc)
+    data["target_config"] = _target_from_yaml(_required(doc, "target-database"))
 
     routes = _mapping(doc.get("routes"), "routes")
     filters = {k: _mapping(v, f"filters.{k}")
@@ -439,105 +595,12 @@ def yaml_to_task(text: str) -> Task:
     for idx, raw in enumerate(instances):
         where = f"mysql-instances[{idx}]"
         inst = _mapping(raw, where)
-        source = _scalar_str(_required(inst, "source-id", f"{where}."), f"{where}.source-id")
-        conf: dict[str, Any] = {"source_name": source}
-        meta = _mapping(inst.get("meta"), f"{where}.meta")
-        if meta.get("binlog-name") is not None:
-            conf["binlog_name"] = _scalar_str(meta["binlog-name"], f"{where}.meta.binlog-name")
-        if meta.get("binlog-pos") is not None:
-            conf["binlog_pos"] = _int(meta["binlog-pos"], f"{where}.meta.binlog-pos")
-        if meta.get("binlog-gtid") is not None:
-            conf["binlog_gtid"] = _scalar_str(meta["binlog-gtid"], f"{where}.meta.binlog-gtid")
+        conf = _source_conf(inst, where)
+        source = conf["source_name"]
         source_conf.append(conf)
-
-        # Routes, in the instance's order; each is consumed by at most one allow entry.
-        inst_routes: list[dict[str, Any]] = [
-            _named(routes, name, "routes", source)
-            for name in _str_list(inst.get("route-rules"), f"{where}.route-rules")]
-        consumed = [False] * len(inst_routes)
-        ba_name = inst.get("block-allow-list") or inst.get("black-white-list")
-        entries: list[tuple[str, str]] = []
-        if ba_name is not None:
-            ba = _named(balists, ba_name, "block-allow-list", source)
-            entries += [(d, "") for d in _str_list(ba.get("do-dbs"), "do-dbs")]
-            for j, item in enumerate(_seq(ba.get("do-tables"), "do-tables")):
-                t = _mapping(item, f"do-tables[{j}]")
-                entries.append((_scalar_str(_required(t, "db-name", "do-tables."), "db-name"),
-                                _scalar_str(_required(t, "tbl-name", "do-tables."),
-                                            "tbl-name")))
-
-        def route_target(spec: dict[str, Any]) -> dict[str, Any] | None:
-            tgt: dict[str, Any] = {}
-            if spec.get("target-schema") is not None:
-                tgt["schema"] = _scalar_str(spec["target-schema"], "target-schema")
-            if spec.get("target-table") is not None:
-                tgt["table"] = _scalar_str(spec["target-table"], "target-table")
-            return tgt or None
-
-        def route_patterns(spec: dict[str, Any]) -> tuple[str, str]:
-            schema = _scalar_str(_required(spec, "schema-pattern", "routes."), "schema-pattern")
-            table = _scalar_str(spec.get("table-pattern") or "", "table-pattern")
-            return schema, table
-
-        ba_rules: list[dict[str, Any]] = []
-        for schema, table in entries:
-            rule: dict[str, Any] = {"source": {"source_name": source, "schema": schema,
-                                               "table": table}}
-            for k, spec in enumerate(inst_routes):
-                if not consumed[k] and route_patterns(spec) == (schema, table):
-                    consumed[k] = True
-                    tgt = route_target(spec)
-                    if tgt is not None:
-                        rule["target"] = tgt
-                    break
-            ba_rules.append(rule)
-        # Routes that no allow entry matches select their tables too (DM's converter).
-        inst_rules: list[dict[str, Any]] = []
-        for k, spec in enumerate(inst_routes):
-            if not consumed[k]:
-                schema, table = route_patterns(spec)
-                rule = {"source": {"source_name": source, "schema": schema, "table": table}}
-                tgt = route_target(spec)
-                if tgt is not None:
-                    rule["target"] = tgt
-                inst_rules.append(rule)
-        inst_rules += ba_rules
-        # Canonical order: whole-schema rules first (stable), which is how they come back
-        # from do-dbs; routing prefers table-level rules, so the meaning is unchanged.
-        inst_rules.sort(key=lambda r: r["source"]["table"] != "")
-
-        for name in _str_list(inst.get("filter-rules"), f"{where}.filter-rules"):
-            if name not in filters:
-                raise _invalid(f"filters `{name}` used by mysql-instance `{source}` is not "
-                               f"defined")
-            spec = filters[name]
-            action = _scalar_str(spec.get("action") or "Ignore", f"filters.{name}.action")
-            if action.lower() != "ignore":
-                raise _invalid(f"filter `{name}` has action `{action}`: an OpenAPI task can "
-                               f"only ignore binlog events (action Ignore)")
-            template = template_of[name]
-            if template not in templates:
-                tpl: dict[str, Any] = {}
-                if "events" in filters[template]:
-                    tpl["ignore_event"] = _str_list(filters[template]["events"],
-                                                    f"filters.{template}.events")
-                if "sql-pattern" in filters[template]:
-                    tpl["ignore_sql"] = _str_list(filters[template]["sql-pattern"],
-                                                  f"filters.{template}.sql-pattern")
-                templates[template] = tpl
-            fschema = _scalar_str(spec.get("schema-pattern") or "*", "schema-pattern")
-            ftable = _scalar_str(spec.get("table-pattern") or "", "table-pattern")
-            exact = [r for r in inst_rules
-                     if (r["source"]["schema"], r["source"]["table"]) == (fschema, ftable)]
-            covered = exact or [r for r in inst_rules
-                                if _pattern_covers(fschema, r["source"]["schema"])
-                                and _pattern_covers(ftable or "*", r["source"]["table"] or "*")]
-            for r in covered or inst_rules:
-                names = r.setdefault("binlog_filter_rule", [])
-                if template not in names:
-                    names.append(template)
+        inst_rules = _instance_rules(inst, where, source, routes, balists)
+        _apply_filters(inst, where, source, filters, template_of, templates, inst_rules)
         rules += inst_rules
-
         if idx == 0:
             on_duplicate, source_config = _unit_settings(doc, inst, source)
             if on_duplicate is not None:

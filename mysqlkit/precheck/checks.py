@@ -18,7 +18,7 @@ from mysqlkit.upstream import (
 _ACCESS_DENIED_HINT = "Grant the required privileges to the account."
 
 
-def _address(cfg: ConnConfig) -> str:
+def address_of(cfg: ConnConfig) -> str:
     return f"address of db instance - {cfg.host}:{cfg.port}"
 
 
@@ -30,7 +30,7 @@ def _version_tuple(version: str) -> tuple[int, int, int] | None:
 def check_version(facts: ServerFacts, cfg: ConnConfig, source: str | None = None
                   ) -> CheckResult:
     r = CheckResult("version", "mysql_version", "check whether mysql version is satisfied",
-                    extra=_address(cfg), source=source)
+                    extra=address_of(cfg), source=source)
     if facts.is_mariadb:
         return r.warn("Migrating from MariaDB is experimentally supported")
     v = _version_tuple(facts.version)
@@ -47,7 +47,7 @@ def check_server_id(facts: ServerFacts, cfg: ConnConfig, source: str | None = No
                     ) -> CheckResult:
     r = CheckResult("server_id", "mysql_server_id",
                     "check whether mysql server_id has been greater than 0",
-                    extra=_address(cfg), source=source)
+                    extra=address_of(cfg), source=source)
     value = facts.variables.get("server_id", "")
     if value == "":
         r.instruction = "please set server_id in your database"
@@ -61,7 +61,7 @@ def check_server_id(facts: ServerFacts, cfg: ConnConfig, source: str | None = No
 def check_binlog_enable(facts: ServerFacts, cfg: ConnConfig, source: str | None = None
                         ) -> CheckResult:
     r = CheckResult("binlog_enable", "mysql_binlog_enable",
-                    "check whether mysql binlog is enabled", extra=_address(cfg), source=source)
+                    "check whether mysql binlog is enabled", extra=address_of(cfg), source=source)
     value = facts.variables.get("log_bin", "")
     if value.upper() not in ("ON", "1"):
         r.instruction = ("ref document: https://dev.mysql.com/doc/refman/5.7/en/"
@@ -73,7 +73,7 @@ def check_binlog_enable(facts: ServerFacts, cfg: ConnConfig, source: str | None 
 def check_binlog_format(facts: ServerFacts, cfg: ConnConfig, source: str | None = None
                         ) -> CheckResult:
     r = CheckResult("binlog_format", "mysql_binlog_format",
-                    "check whether mysql binlog_format is ROW", extra=_address(cfg),
+                    "check whether mysql binlog_format is ROW", extra=address_of(cfg),
                     source=source)
     value = facts.variables.get("binlog_format", "")
     if value.upper() != "ROW":
@@ -85,7 +85,7 @@ def check_binlog_format(facts: ServerFacts, cfg: ConnConfig, source: str | None 
 def check_binlog_row_image(facts: ServerFacts, cfg: ConnConfig, source: str | None = None
                            ) -> CheckResult:
     r = CheckResult("binlog_row_image", "mysql_binlog_row_image",
-                    "check whether mysql binlog_row_image is FULL", extra=_address(cfg),
+                    "check whether mysql binlog_row_image is FULL", extra=address_of(cfg),
                     source=source)
     # Servers without the variable (MySQL < 5.6.2, MariaDB < 10.1.6) always log full rows.
     value = facts.variables.get("binlog_row_image")
@@ -98,7 +98,7 @@ def check_binlog_row_image(facts: ServerFacts, cfg: ConnConfig, source: str | No
 def check_replication_privilege(facts: ServerFacts, cfg: ConnConfig,
                                 source: str | None = None) -> CheckResult:
     r = CheckResult("replication_privilege", "source db replication privilege checker",
-                    "check replication privileges of source DB", extra=_address(cfg),
+                    "check replication privileges of source DB", extra=address_of(cfg),
                     source=source)
     if facts.grants is None:
         return r.fail(facts.grants_error)
@@ -121,7 +121,7 @@ def check_dump_privilege(facts: ServerFacts, tables: Sequence[TableRef], consist
     for FTWRL (flush; snapshot's BACKUP STAGE too), LOCK TABLES for lock; `auto` falls back
     from FTWRL to LOCK TABLES in dmray's dump, so either will do."""
     r = CheckResult("dump_privilege", "source db dump privilege checker",
-                    "check dump privileges of source DB", extra=_address(cfg), source=source)
+                    "check dump privileges of source DB", extra=address_of(cfg), source=source)
     if facts.grants is None:
         return r.fail(facts.grants_error)
     grants = _Grants(facts.grants)
@@ -150,7 +150,7 @@ def check_dump_privilege(facts: ServerFacts, tables: Sequence[TableRef], consist
 
 def check_target_privilege(facts: ServerFacts, cfg: ConnConfig) -> CheckResult:
     r = CheckResult("target_privilege", "target db privilege checker",
-                    "check privileges of target DB", extra=_address(cfg))
+                    "check privileges of target DB", extra=address_of(cfg))
     if facts.grants is None:
         return r.fail(facts.grants_error)
     grants = _Grants(facts.grants)
@@ -168,7 +168,7 @@ def check_binlog_db(facts: ServerFacts, schemas: Iterable[str], cfg: ConnConfig,
                     source: str | None = None) -> CheckResult:
     r = CheckResult("binlog_db", "binlog_do_db/binlog_ignore_db check",
                     "check whether migrated dbs are in binlog_do_db/binlog_ignore_db",
-                    extra=_address(cfg), source=source)
+                    extra=address_of(cfg), source=source)
     if facts.master_status is None:
         return r.fail(facts.master_status_error)
     do_db, ignore_db = (s.replace(" ", "") for s in facts.master_status)
@@ -198,7 +198,7 @@ def check_meta_position(facts: ServerFacts, binlog_name: str | None, binlog_pos:
                         binlog_gtid: str | None, cfg: ConnConfig,
                         source: str | None = None) -> CheckResult:
     r = CheckResult("meta_position", "meta position check",
-                    "check whether meta position is valid for db", extra=_address(cfg),
+                    "check whether meta position is valid for db", extra=address_of(cfg),
                     source=source)
     if binlog_gtid:
         regex = _MARIADB_GTID_RE if facts.is_mariadb else _MYSQL_GTID_RE
@@ -222,7 +222,7 @@ def check_meta_position(facts: ServerFacts, binlog_name: str | None, binlog_pos:
     return r
 
 
-def _conn_result(item_name: str, facts: ServerFacts, needed: int, side: str, unit: str,
+def conn_result(item_name: str, facts: ServerFacts, needed: int, side: str, unit: str,
                  cfg: ConnConfig, source: str | None) -> CheckResult:
     r = CheckResult("conn_number", item_name,
                     f"check if user-specified amount of connection exceeds {side}'s maximum",

@@ -52,7 +52,7 @@ class TableFacts:
 
 
 @dataclass
-class _SourceFacts:
+class SourceFacts:
     name: str
     cfg: ConnConfig
     router: TableRouter
@@ -87,7 +87,7 @@ _VARIABLES = ("version_comment", "server_id", "log_bin", "binlog_format", "binlo
               "max_connections")
 
 
-async def _server_facts(cfg: ConnConfig, *, master_status: bool, binary_logs: bool,
+async def read_server_facts(cfg: ConnConfig, *, master_status: bool, binary_logs: bool,
                         connect_timeout: float, meta_schema: str | None = None,
                         task_name: str = "") -> ServerFacts:
     facts = ServerFacts()
@@ -122,7 +122,7 @@ async def _server_facts(cfg: ConnConfig, *, master_status: bool, binary_logs: bo
     return facts
 
 
-async def _table_facts(cfg: ConnConfig, router: TableRouter, *, columns: bool,
+async def read_table_facts(cfg: ConnConfig, router: TableRouter, *, columns: bool,
                        connect_timeout: float) -> TableFacts:
     facts = TableFacts()
     async with open_conn(cfg, connect_timeout=connect_timeout) as conn:

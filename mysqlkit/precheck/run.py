@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from domain.task_models import Task, TaskFullMigrateConf
 from errors import CHECK_ITEM_NOT_SUPPORTED, DMError
 from mysqlkit.precheck.checks import (
     ShardMember,
-    _address,
-    _conn_result,
+    address_of,
     check_auto_increment,
     check_binlog_db,
     check_binlog_enable,
@@ -44,15 +44,22 @@ from mysqlkit.precheck.checks import (
     check_table_schema,
     check_target_privilege,
     check_version,
+    conn_result,
 )
-from mysqlkit.precheck.facts import ServerFacts, _server_facts, _SourceFacts, _table_facts
+from mysqlkit.precheck.facts import (
+    ServerFacts,
+    SourceFacts,
+    TableFacts,
+    read_server_facts,
+    read_table_facts,
+)
 from mysqlkit.precheck.result import (
     DEFAULT_ERROR_LIMIT,
     DEFAULT_WARN_LIMIT,
     CheckResult,
     PrecheckResult,
 )
-from mysqlkit.routing import TableRef, router_for_source
+from mysqlkit.routing import TableRef, TableRouter, router_for_source
 from mysqlkit.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
     ConnConfig,
@@ -109,34 +116,30 @@ def validate_checking_items(items: Iterable[str] | None) -> None:
 def _connection_failure(what: str, cfg: ConnConfig, message: str,
                         source: str | None) -> CheckResult:
     r = CheckResult("", f"{what} connection", f"check whether {what} can be connected",
-                    extra=_address(cfg), source=source)
+                    extra=address_of(cfg), source=source)
     r.instruction = "Please check the database connection and the database config."
     return r.fail(message)
 
 
-async def precheck(
-    task: Task,
-    sources: dict[str, ConnConfig],
-    target: ConnConfig,
-    *,
-    extra_items: Iterable[str] = (),
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    error_limit: int = DEFAULT_ERROR_LIMIT,
-    warn_limit: int = DEFAULT_WARN_LIMIT,
-) -> PrecheckResult:
-    """Run the task's precheck against its sources (by source name) and its target.
+@dataclass(frozen=True)
+class _Plan:
+    """Which items run for a task, and what must be read for them."""
 
-    `extra_items` opts in to items that never run by default (`primary_key`). Raises only
-    for an invalid task (unknown checking item, unknown binlog filter rule name).
-    """
-    ignore = set(task.ignore_checking_items or ())
-    extra = set(extra_items)
-    validate_checking_items(ignore)
-    validate_checking_items(extra)
-    result = PrecheckResult(error_limit=error_limit, warn_limit=warn_limit)
-    if ALL_CHECKING in ignore:
-        result.skipped_all = True
-        return result
+    mode: str
+    active: frozenset[str]  # every item that runs
+    source_items: frozenset[str]  # those evaluated on the sources
+    shard_items: frozenset[str]  # the shard comparisons among the active items
+    use_target: bool
+    need_server: bool
+    need_tables: bool
+    need_columns: bool
+
+
+_TABLE_ITEMS = frozenset({"table_schema", "primary_key", "schema_of_shard_tables",
+                          "auto_increment_ID"})
+
+
+def _plan(task: Task, ignore: set[str], extra: set[str]) -> _Plan:
     mode = task.task_mode
     active = {i for i in CHECKING_ITEMS if i not in OPT_IN_ITEMS} | extra
     active -= ignore
@@ -166,139 +169,182 @@ async def precheck(
         source_items = set()
     elif "conn_number" in source_items and mode not in _DUMP_MODES:
         source_items -= {"conn_number"}
+    return _Plan(
+        mode=mode, active=frozenset(active), source_items=frozenset(source_items),
+        shard_items=frozenset(shard_items), use_target=use_target,
+        need_server=bool(source_items - _TABLE_ITEMS),
+        need_tables=bool(source_items & (_TABLE_ITEMS | {"dump_privilege", "binlog_db"})),
+        need_columns=bool(source_items & _TABLE_ITEMS))
 
+
+async def _gather_source(plan: _Plan, name: str, cfg: ConnConfig, router: TableRouter,
+                         connect_timeout: float) -> SourceFacts:
+    sf = SourceFacts(name, cfg, router)
+    jobs: list[Any] = []
+    if plan.need_server:
+        jobs.append(read_server_facts(cfg, master_status="binlog_db" in plan.source_items,
+                                  binary_logs="meta_position" in plan.source_items,
+                                  connect_timeout=connect_timeout))
+    if plan.need_tables:
+        jobs.append(read_table_facts(cfg, router, columns=plan.need_columns,
+                                 connect_timeout=connect_timeout))
+    done = await asyncio.gather(*jobs, return_exceptions=True)
+    for value in done:
+        if isinstance(value, DMError):
+            sf.error = sf.error or str(value)
+        elif isinstance(value, BaseException):
+            raise value
+        elif isinstance(value, ServerFacts):
+            sf.server = value
+        else:
+            sf.tables = value
+    return sf
+
+
+async def _gather_target(plan: _Plan, task: Task, target: ConnConfig,
+                         connect_timeout: float) -> ServerFacts | DMError | None:
+    if not plan.use_target:
+        return None
+    try:
+        return await read_server_facts(
+            target, master_status=False, binary_logs=False, connect_timeout=connect_timeout,
+            meta_schema=task.meta_schema if plan.shard_items & plan.active else None,
+            task_name=task.name)
+    except DMError as exc:
+        return exc
+
+
+def _target_results(plan: _Plan, facts: ServerFacts | DMError | None, target: ConnConfig,
+                    needed_conns: int) -> list[CheckResult]:
+    if isinstance(facts, DMError):
+        return [_connection_failure("target db", target, str(facts), None)]
+    out: list[CheckResult] = []
+    if facts is not None:
+        if "conn_number" in plan.active and plan.mode in _LOAD_MODES:
+            out.append(conn_result("loader_conn_amount_checker", facts, needed_conns,
+                                    "downstream", "loader", target, None))
+        if "target_privilege" in plan.active:
+            out.append(check_target_privilege(facts, target))
+    return out
+
+
+def _source_results(items: frozenset[str], conf: Any, sf: SourceFacts, consistency: str,
+                    export_threads: int) -> list[CheckResult]:
+    """The server items of one source, in DM's order."""
+    name, cfg = sf.name, sf.cfg
+    if sf.error:
+        return [_connection_failure(f"source {name}", cfg, sf.error, name)]
+    srv = sf.server
+    if srv is None:
+        return []
+    tables = sf.tables.tables if sf.tables is not None else []
+    out: list[CheckResult] = []
+    if "conn_number" in items:
+        out.append(conn_result("dumper_conn_amount_checker", srv, export_threads + 2,
+                                "upstream", "dumper", cfg, name))
+    simple = (("version", check_version), ("dump_privilege", None),
+              ("server_id", check_server_id), ("binlog_enable", check_binlog_enable),
+              ("binlog_format", check_binlog_format),
+              ("binlog_row_image", check_binlog_row_image),
+              ("replication_privilege", check_replication_privilege))
+    for item, check in simple:
+        if item not in items:
+            continue
+        if check is None:  # dump_privilege: also the tables and the consistency
+            out.append(check_dump_privilege(srv, tables, consistency, cfg, name))
+        else:
+            out.append(check(srv, cfg, name))
+    if "binlog_db" in items:
+        out.append(check_binlog_db(srv, {t.schema for t in tables}, cfg, name))
+    if "meta_position" in items and (conf.binlog_name or conf.binlog_gtid):
+        out.append(check_meta_position(srv, conf.binlog_name, conf.binlog_pos,
+                                       conf.binlog_gtid, cfg, name))
+    return out
+
+
+def _shard_results(plan: _Plan, task: Task, present: Sequence[Any],
+                   table_facts: dict[str, TableFacts],
+                   routers: dict[str, TableRouter]) -> list[CheckResult]:
+    """The shard comparisons: the members of each target table that several tables merge
+    into."""
+    groups: dict[TableRef, list[ShardMember]] = defaultdict(list)
+    for conf in present:
+        tf = table_facts.get(conf.source_name)
+        if tf is None:
+            continue
+        router = routers[conf.source_name]
+        for ref in tf.tables:
+            tgt = router.route(ref.schema, ref.table)
+            if tgt is not None and ref in tf.columns:
+                groups[tgt].append((conf.source_name, ref, tf.columns[ref]))
+    out: list[CheckResult] = []
+    for tgt in sorted(groups):
+        members = groups[tgt]
+        if len(members) <= 1:
+            continue
+        if "schema_of_shard_tables" in plan.source_items:
+            check = (check_pessimistic_shard if task.shard_mode == "pessimistic"
+                     else check_optimistic_shard)
+            out.append(check(tgt, members))
+        if "auto_increment_ID" in plan.source_items:
+            out.append(check_auto_increment(tgt, members))
+    return out
+
+
+async def precheck(
+    task: Task,
+    sources: dict[str, ConnConfig],
+    target: ConnConfig,
+    *,
+    extra_items: Iterable[str] = (),
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    error_limit: int = DEFAULT_ERROR_LIMIT,
+    warn_limit: int = DEFAULT_WARN_LIMIT,
+) -> PrecheckResult:
+    """Run the task's precheck against its sources (by source name) and its target.
+
+    `extra_items` opts in to items that never run by default (`primary_key`). Raises only
+    for an invalid task (unknown checking item, unknown binlog filter rule name).
+    """
+    ignore = set(task.ignore_checking_items or ())
+    extra = set(extra_items)
+    validate_checking_items(ignore)
+    validate_checking_items(extra)
+    result = PrecheckResult(error_limit=error_limit, warn_limit=warn_limit)
+    if ALL_CHECKING in ignore:
+        result.skipped_all = True
+        return result
+    plan = _plan(task, ignore, extra)
     full = task.source_config.full_migrate_conf or TaskFullMigrateConf()
-    consistency = full.consistency or "auto"
     confs = task.source_config.source_conf
     routers = {c.source_name: router_for_source(task, c.source_name) for c in confs}
-
     missing = [c.source_name for c in confs if c.source_name not in sources]
     present = [c for c in confs if c.source_name in sources]
-    need_tables = bool(source_items & {"dump_privilege", "binlog_db", "table_schema",
-                                       "primary_key", "schema_of_shard_tables",
-                                       "auto_increment_ID"})
-    need_columns = bool(source_items & {"table_schema", "primary_key",
-                                        "schema_of_shard_tables", "auto_increment_ID"})
-    need_server = bool(source_items - {"table_schema", "primary_key",
-                                       "schema_of_shard_tables", "auto_increment_ID"})
-
-    async def gather_source(name: str) -> _SourceFacts:
-        sf = _SourceFacts(name, sources[name], routers[name])
-        jobs: list[Any] = []
-        if need_server:
-            jobs.append(_server_facts(sf.cfg, master_status="binlog_db" in source_items,
-                                      binary_logs="meta_position" in source_items,
-                                      connect_timeout=connect_timeout))
-        if need_tables:
-            jobs.append(_table_facts(sf.cfg, sf.router, columns=need_columns,
-                                     connect_timeout=connect_timeout))
-        done = await asyncio.gather(*jobs, return_exceptions=True)
-        for value in done:
-            if isinstance(value, DMError):
-                sf.error = sf.error or str(value)
-            elif isinstance(value, BaseException):
-                raise value
-            elif isinstance(value, ServerFacts):
-                sf.server = value
-            else:
-                sf.tables = value
-        return sf
-
-    async def gather_target() -> ServerFacts | DMError | None:
-        if not use_target:
-            return None
-        try:
-            return await _server_facts(
-                target, master_status=False, binary_logs=False, connect_timeout=connect_timeout,
-                meta_schema=task.meta_schema if shard_items & active else None,
-                task_name=task.name)
-        except DMError as exc:
-            return exc
 
     target_facts, source_facts = await asyncio.gather(
-        gather_target(), asyncio.gather(*(gather_source(c.source_name) for c in present)))
+        _gather_target(plan, task, target, connect_timeout),
+        asyncio.gather(*(_gather_source(plan, c.source_name, sources[c.source_name],
+                                        routers[c.source_name], connect_timeout)
+                         for c in present)))
     facts_by_source = {sf.name: sf for sf in source_facts}
-    results: list[CheckResult] = []
 
-    for name in missing:
-        results.append(CheckResult("", f"source {name} existence",
-                                   "check whether the source is configured",
-                                   source=name).fail(f"source {name} not exists"))
-
+    results = [CheckResult("", f"source {name} existence",
+                           "check whether the source is configured",
+                           source=name).fail(f"source {name} not exists") for name in missing]
     # Target items first, as DM orders them.
-    if isinstance(target_facts, DMError):
-        results.append(_connection_failure("target db", target, str(target_facts), None))
-    elif target_facts is not None:
-        if "conn_number" in active and mode in _LOAD_MODES:
-            needed = sum(full.import_threads + 1 for _ in confs)
-            results.append(_conn_result("loader_conn_amount_checker", target_facts, needed,
-                                        "downstream", "loader", target, None))
-        if "target_privilege" in active:
-            results.append(check_target_privilege(target_facts, target))
-
+    results += _target_results(plan, target_facts, target,
+                               sum(full.import_threads + 1 for _ in confs))
     for conf in present:
-        sf = facts_by_source[conf.source_name]
-        name, cfg = sf.name, sf.cfg
-        if sf.error:
-            results.append(_connection_failure(f"source {name}", cfg, sf.error, name))
-            continue
-        srv, tf = sf.server, sf.tables
-        tables = tf.tables if tf is not None else []
-        if srv is None:
-            continue
-        if "conn_number" in source_items:
-            results.append(_conn_result("dumper_conn_amount_checker", srv,
-                                        full.export_threads + 2, "upstream", "dumper", cfg,
-                                        name))
-        if "version" in source_items:
-            results.append(check_version(srv, cfg, name))
-        if "dump_privilege" in source_items:
-            results.append(check_dump_privilege(srv, tables, consistency, cfg, name))
-        if "server_id" in source_items:
-            results.append(check_server_id(srv, cfg, name))
-        if "binlog_enable" in source_items:
-            results.append(check_binlog_enable(srv, cfg, name))
-        if "binlog_format" in source_items:
-            results.append(check_binlog_format(srv, cfg, name))
-        if "binlog_row_image" in source_items:
-            results.append(check_binlog_row_image(srv, cfg, name))
-        if "replication_privilege" in source_items:
-            results.append(check_replication_privilege(srv, cfg, name))
-        if "binlog_db" in source_items:
-            results.append(check_binlog_db(srv, {t.schema for t in tables}, cfg, name))
-        if "meta_position" in source_items and (conf.binlog_name or conf.binlog_gtid):
-            results.append(check_meta_position(srv, conf.binlog_name, conf.binlog_pos,
-                                               conf.binlog_gtid, cfg, name))
-
+        results += _source_results(plan.source_items, conf, facts_by_source[conf.source_name],
+                                   full.consistency or "auto", full.export_threads)
     table_facts = {n: sf.tables for n, sf in facts_by_source.items()
                    if sf.tables is not None and not sf.error}
-    if "table_schema" in source_items and table_facts:
+    if "table_schema" in plan.source_items and table_facts:
         results.append(check_table_schema(table_facts))
-
     fresh = not (isinstance(target_facts, ServerFacts) and target_facts.checkpoints)
-    if source_items & shard_items and fresh:
-        groups: dict[TableRef, list[ShardMember]] = defaultdict(list)
-        for conf in present:
-            tf = table_facts.get(conf.source_name)
-            if tf is None:
-                continue
-            router = routers[conf.source_name]
-            for ref in tf.tables:
-                tgt = router.route(ref.schema, ref.table)
-                if tgt is not None and ref in tf.columns:
-                    groups[tgt].append((conf.source_name, ref, tf.columns[ref]))
-        for tgt in sorted(groups):
-            members = groups[tgt]
-            if len(members) <= 1:
-                continue
-            if "schema_of_shard_tables" in source_items:
-                check = (check_pessimistic_shard if task.shard_mode == "pessimistic"
-                         else check_optimistic_shard)
-                results.append(check(tgt, members))
-            if "auto_increment_ID" in source_items:
-                results.append(check_auto_increment(tgt, members))
-
-    if "primary_key" in source_items and table_facts:
+    if plan.source_items & plan.shard_items and fresh:
+        results += _shard_results(plan, task, present, table_facts, routers)
+    if "primary_key" in plan.source_items and table_facts:
         results.append(check_primary_key(table_facts))
 
     for i, r in enumerate(results):

@@ -29,7 +29,10 @@ from typing import Literal
 
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import TokenError
-from sqlglot.tokens import Token, TokenType
+
+# sqlglot.tokens is the public home of both (defined in tokenizer_core since sqlglot 30,
+# re-exported without __all__).
+from sqlglot.tokens import Token, TokenType  # type: ignore[attr-defined]
 
 from errors import SYNC_DDL_PARSE
 from mysqlkit.sqlquote import quote_ident
@@ -447,14 +450,16 @@ class _ColumnParse:
     after: str = ""
 
 
-def _parse_column(p: _P, allow_position: bool, name: str | None = None) -> _ColumnParse:
-    """A column definition over all of p (name first unless given, as for CHANGE)."""
-    if name is None:
-        name = p.name()
-        while p.is_type(TokenType.DOT):
-            p.i += 1  # `db`.`tbl`.`col`: only the last part names the column
-            name = p.name()
-    type_start = p.i
+@dataclass
+class _ColumnType:
+    base: str  # the type word as written (SERIAL, LONG, ...)
+    data_type: str
+    column_type: str  # as information_schema.COLUMNS shows it
+    unsigned: bool
+    charset: str | None  # implied by the type (NCHAR...), if any
+
+
+def _parse_column_type(p: _P) -> _ColumnType:
     base = p.word()
     if not base:
         raise _ParseError(f"expected a column type near {p.near()}")
@@ -495,22 +500,31 @@ def _parse_column(p: _P, allow_position: bool, name: str | None = None) -> _Colu
         args = []
     column_type = data_type + (f"({','.join(args)})" if args else "")
     column_type += (" unsigned" if unsigned else "") + (" zerofill" if zerofill else "")
+    return _ColumnType(base, data_type, column_type, unsigned, charset)
 
-    nullable = base != "SERIAL"
-    generated = False
-    collation = ""
-    res = _ColumnParse(Column(name, "", "", False, True, False, None, ""),
-                       inline_unique=base == "SERIAL")
-    cut: list[tuple[int, int]] = []  # token ranges left out of the definition text
+
+@dataclass
+class _ColumnAttrs:
+    nullable: bool
+    charset: str | None
+    generated: bool = False
+    collation: str = ""
+    cut: list[tuple[int, int]] = field(default_factory=list)  # token ranges left out
+
+
+def _parse_column_attrs(p: _P, res: _ColumnParse, allow_position: bool,
+                        attrs: _ColumnAttrs) -> None:
+    """The attributes after the type, to the end of p: NULL-ness, charset and collation,
+    generation; inline keys and the position go to `res` and are cut from the text."""
     while not p.done():
         k = p.i
         w = p.word()
         if p.is_lparen():
             p.i = p.group_end(p.i) + 1
         elif p.accept("NOT", "NULL"):
-            nullable = False
+            attrs.nullable = False
         elif p.accept("NULL"):
-            nullable = True
+            attrs.nullable = True
         elif w == "DEFAULT" or p.at("ON", "UPDATE"):
             p.i += 1 if w == "DEFAULT" else 2
             _skip_value(p)
@@ -522,56 +536,66 @@ def _parse_column(p: _P, allow_position: bool, name: str | None = None) -> _Colu
                 raise _ParseError(f"{w} without a value")
             p.i += 1
             if w == "COLLATE":
-                collation = val.text
+                attrs.collation = val.text
             elif w != "COMMENT":
-                charset = val.text.lower()
-        elif w == "ASCII":
-            charset = "latin1"
-            p.i += 1
-        elif w == "UNICODE":
-            charset = "ucs2"
+                attrs.charset = val.text.lower()
+        elif w in ("ASCII", "UNICODE"):
+            attrs.charset = "latin1" if w == "ASCII" else "ucs2"
             p.i += 1
         elif p.accept("GENERATED", "ALWAYS") or w == "AS":
             if p.accept("AS"):
-                generated = True
-        elif w in ("PRIMARY KEY", "PRIMARY") or w == "KEY":
+                attrs.generated = True
+        elif w in ("PRIMARY KEY", "PRIMARY", "KEY", "UNIQUE"):
             p.i += 1
-            p.accept("KEY")
-            res.inline_primary = True
-            cut.append((k, p.i))
-        elif w == "UNIQUE":
+            if w == "UNIQUE":
+                p.accept_any("KEY", "INDEX")
+                res.inline_unique = True
+            else:
+                p.accept("KEY")
+                res.inline_primary = True
+            attrs.cut.append((k, p.i))
+        elif allow_position and w in ("FIRST", "AFTER"):
             p.i += 1
-            p.accept_any("KEY", "INDEX")
-            res.inline_unique = True
-            cut.append((k, p.i))
-        elif allow_position and w == "FIRST":
-            p.i += 1
-            res.position = "FIRST"
-            cut.append((k, p.i))
-        elif allow_position and w == "AFTER":
-            p.i += 1
-            res.after = p.name()
-            res.position = "AFTER"
-            cut.append((k, p.i))
+            if w == "AFTER":
+                res.after = p.name()
+                res.position = "AFTER"
+            else:
+                res.position = "FIRST"
+            attrs.cut.append((k, p.i))
         else:
             p.i += 1
-    if res.inline_primary:
-        nullable = False
-    if data_type in TEXT_TYPES:
-        if charset is None and collation:
-            charset = _collation_charset(collation)
+
+
+def _parse_column(p: _P, allow_position: bool, name: str | None = None) -> _ColumnParse:
+    """A column definition over all of p (name first unless given, as for CHANGE)."""
+    if name is None:
+        name = p.name()
+        while p.is_type(TokenType.DOT):
+            p.i += 1  # `db`.`tbl`.`col`: only the last part names the column
+            name = p.name()
+    type_start = p.i
+    ct = _parse_column_type(p)
+    res = _ColumnParse(Column(name, "", "", False, True, False, None, ""),
+                       inline_unique=ct.base == "SERIAL")
+    attrs = _ColumnAttrs(nullable=ct.base != "SERIAL", charset=ct.charset)
+    _parse_column_attrs(p, res, allow_position, attrs)
+    nullable = attrs.nullable and not res.inline_primary
+    charset = attrs.charset
+    if ct.data_type in TEXT_TYPES:
+        if charset is None and attrs.collation:
+            charset = _collation_charset(attrs.collation)
     else:
         charset = None
     # The definition is rebuilt from the original text minus inline keys and position.
     pieces: list[str] = []
     j = type_start
-    for a, b in cut:
+    for a, b in attrs.cut:
         pieces.append(p.text(j, a))
         j = b
     pieces.append(p.text(j, p.end))
     rest = " ".join(x.strip() for x in pieces if x.strip())
-    res.column = Column(name=name, column_type=column_type, data_type=data_type,
-                        unsigned=unsigned, nullable=nullable, generated=generated,
+    res.column = Column(name=name, column_type=ct.column_type, data_type=ct.data_type,
+                        unsigned=ct.unsigned, nullable=nullable, generated=attrs.generated,
                         charset=charset, definition=f"{quote_ident(name)} {rest}")
     return res
 

@@ -249,37 +249,8 @@ class _Work:
 
     def apply(self, spec: AlterSpec) -> None:
         op = spec.op
-        if op in ("add_column", "modify_column", "change_column"):
-            assert spec.column is not None
-            col = self.with_charset(spec.column)
-            if op == "add_column":
-                if _find(self.columns, col.name) >= 0:
-                    if spec.if_exists:
-                        return
-                    raise _Invalid(f"duplicate column {col.name}")
-                self.place(col, spec, len(self.columns))
-            else:
-                i = _existing(self.columns, spec.name, spec.if_exists, "column")
-                if i < 0:
-                    return
-                del self.columns[i]
-                if op == "change_column":
-                    self.rename_in_keys(spec.name, col.name)
-                self.place(col, spec, i)
-            self.inline_keys(spec, col.name)
-        elif op == "drop_column":
-            i = _existing(self.columns, spec.name, spec.if_exists, "column")
-            if i < 0:
-                return
-            del self.columns[i]
-            self.drop_from_keys(spec.name)
-        elif op == "rename_column":
-            i = self.col(spec.name)
-            c = self.columns[i]
-            rest = c.definition[len(quote_ident(c.name)):]
-            self.columns[i] = replace(c, name=spec.new_name,
-                                      definition=quote_ident(spec.new_name) + rest)
-            self.rename_in_keys(spec.name, spec.new_name)
+        if op in _COLUMN_OPS:
+            self.apply_column(spec)
         elif op == "add_index":
             assert spec.index is not None
             self.add_index(spec.index, if_not_exists=True)
@@ -315,6 +286,46 @@ class _Work:
             self.options = _set_charset(self.options, spec.charset)
         elif op == "rename_table":
             self.rename = (spec.name, spec.new_name)
+
+
+    def apply_column(self, spec: AlterSpec) -> None:
+        """The column specs of an ALTER: add, modify, change, drop, rename."""
+        op = spec.op
+        if op in ("add_column", "modify_column", "change_column"):
+            assert spec.column is not None
+            col = self.with_charset(spec.column)
+            if op == "add_column":
+                if _find(self.columns, col.name) >= 0:
+                    if spec.if_exists:
+                        return
+                    raise _Invalid(f"duplicate column {col.name}")
+                self.place(col, spec, len(self.columns))
+            else:
+                i = _existing(self.columns, spec.name, spec.if_exists, "column")
+                if i < 0:
+                    return
+                del self.columns[i]
+                if op == "change_column":
+                    self.rename_in_keys(spec.name, col.name)
+                self.place(col, spec, i)
+            self.inline_keys(spec, col.name)
+        elif op == "drop_column":
+            i = _existing(self.columns, spec.name, spec.if_exists, "column")
+            if i < 0:
+                return
+            del self.columns[i]
+            self.drop_from_keys(spec.name)
+        elif op == "rename_column":
+            i = self.col(spec.name)
+            c = self.columns[i]
+            rest = c.definition[len(quote_ident(c.name)):]
+            self.columns[i] = replace(c, name=spec.new_name,
+                                      definition=quote_ident(spec.new_name) + rest)
+            self.rename_in_keys(spec.name, spec.new_name)
+
+
+_COLUMN_OPS = frozenset({"add_column", "modify_column", "change_column", "drop_column",
+                         "rename_column"})
 
 
 def _set_charset(options: str, charset: str) -> str:

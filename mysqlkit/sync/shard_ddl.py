@@ -106,28 +106,35 @@ def _alter_skip(ddl: DDL, spec: AlterSpec, target: TableSchema,
             return "the primary key stays while other shards have one"
         return ""
     if op in ("modify_column", "change_column"):
-        assert spec.column is not None
-        renames = spec.name.casefold() != spec.column.name.casefold()
-        if renames:
-            return _rename(ddl, spec.name, spec.column.name, target, peers)
-        have = target.column(spec.name)
-        if have is None:
-            return ""  # the server says what is wrong
-        if have.definition == spec.column.definition:
-            return f"column {spec.name} is already so"
-        if _widens(have, spec.column):
-            return ""
-        if peers is not None and all(
-                (c := p.column(spec.name)) is not None and _type_key(c) == _type_key(
-                    spec.column) and c.nullable == spec.column.nullable for p in peers):
-            return ""  # the last shard to change it
-        return (f"column {spec.name} keeps {have.column_type} until every shard has "
-                f"{spec.column.column_type}: the other shards' rows may not fit it")
+        return _modify_skip(ddl, spec, target, peers)
     if op == "rename_column":
         return _rename(ddl, spec.name, spec.new_name, target, peers)
     if op == "rename_table":
         return "a shard's RENAME is not run on the merged table"
     return ""
+
+
+def _modify_skip(ddl: DDL, spec: AlterSpec, target: TableSchema,
+                 peers: Sequence[TableSchema] | None) -> str:
+    """MODIFY/CHANGE on one shard: run it when it widens the column or every shard has it
+    now; a rename is a rename."""
+    assert spec.column is not None
+    renames = spec.name.casefold() != spec.column.name.casefold()
+    if renames:
+        return _rename(ddl, spec.name, spec.column.name, target, peers)
+    have = target.column(spec.name)
+    if have is None:
+        return ""  # the server says what is wrong
+    if have.definition == spec.column.definition:
+        return f"column {spec.name} is already so"
+    if _widens(have, spec.column):
+        return ""
+    if peers is not None and all(
+            (c := p.column(spec.name)) is not None and _type_key(c) == _type_key(
+                spec.column) and c.nullable == spec.column.nullable for p in peers):
+        return ""  # the last shard to change it
+    return (f"column {spec.name} keeps {have.column_type} until every shard has "
+            f"{spec.column.column_type}: the other shards' rows may not fit it")
 
 
 def _rename(ddl: DDL, old: str, new: str, target: TableSchema,

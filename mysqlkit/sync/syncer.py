@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,13 +62,12 @@ from mysqlkit.sqlquote import quote_ident
 from mysqlkit.sync import checkpoint, shard_ddl
 from mysqlkit.sync.causality import Causality, change_keys
 from mysqlkit.sync.dml import ChangeKind, RowChange, build_batch
+from mysqlkit.sync.reader_bridge import CAUGHT_UP, ReaderBridge
 
 log = logging.getLogger("dmray.syncer")
 
 FLUSH_EVERY_S = 1.0  # global checkpoint interval while events flow
 STATUS_EVERY_S = 2.0  # how often the master's position is read for status
-READ_CHUNK = 512  # events per hand-over from the reader thread
-_CAUGHT_UP = object()  # in a hand-over: the reader has nothing more from the source yet
 # Server errors a retry can cure: lost/refused connections, deadlocks, lock wait timeouts,
 # a read-only or shutting-down target.
 _TRANSIENT = upstream.TRANSIENT_ERRNOS
@@ -278,13 +276,9 @@ class Syncer:
     # --- reading --------------------------------------------------------------------
     async def _stream(self) -> None:
         spec = self.spec
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(maxsize=8)
-        stop = threading.Event()
         assert self.pos is not None
         start = Start.at(self.pos)
         self._read_at = self.pos
-        ddl_done = threading.Event()
         if spec.relay_dir and not self._relay_lacks_start:
             reader = relay_reader(Path(spec.relay_dir), start, flavor=spec.flavor,
                                   gtid_mode=spec.gtid_mode, want_table=self._wants,
@@ -293,77 +287,15 @@ class Syncer:
             reader = BinlogReader(spec.src, spec.server_id, start, flavor=spec.flavor,
                                   gtid_mode=spec.gtid_mode, want_table=self._wants,
                                   unsigned_of=self._unsigned_of)
-
-        batch: list[Any] = []
-        fresh = [False]  # events were handed over since the reader last waited
-
-        def hand_over() -> None:
-            if batch:
-                _put(batch[:])
-                batch.clear()
-                fresh[0] = True
-
-        def reader_idle() -> None:
-            # The reader used up what the source sent and waits for more: hand over now,
-            # not once READ_CHUNK events gathered, and let the loop dispatch partial lane
-            # batches (bench/lag.py: ~1 s of lag without; only then, or catch-up throughput
-            # halves with small target transactions).
-            if batch or fresh[0]:
-                batch.append(_CAUGHT_UP)
-                hand_over()
-                fresh[0] = False
-
-        reader.on_idle = reader_idle
-
-        def pump() -> None:
-            try:
-                for ev in reader:
-                    if stop.is_set():
-                        return
-                    batch.append(ev)
-                    if isinstance(ev, Heartbeat):
-                        hand_over()
-                        continue
-                    if isinstance(ev, QueryChange):
-                        # The reader decodes the next row events with the tracker's unsigned
-                        # flags: let the loop apply this DDL to the tracker first.
-                        ddl_done.clear()
-                        hand_over()
-                        while not ddl_done.wait(0.5):
-                            if stop.is_set():
-                                return
-                        continue
-                    if len(batch) >= READ_CHUNK:
-                        hand_over()
-                hand_over()
-                _put(None)
-            except BaseException as exc:  # handed to the loop, raised there
-                _put(exc)
-            finally:
-                reader.close()
-
-        def _put(item: list[Any] | BaseException | None) -> None:
-            fut = asyncio.run_coroutine_threadsafe(inbox.put(item), loop)
-            while not stop.is_set():
-                try:
-                    fut.result(timeout=0.5)
-                    return
-                except TimeoutError:
-                    continue
-
-        thread = threading.Thread(target=pump, name=f"binlog-{spec.task}-{spec.source}",
-                                  daemon=True)
-        thread.start()
+        bridge = ReaderBridge(reader, f"binlog-{spec.task}-{spec.source}")
         try:
             while True:
-                item = await inbox.get()
+                item = await bridge.get()
                 if item is None:
                     await self._flush()
                     return
-                if isinstance(item, BaseException):
-                    raise item
                 for ev in item:
-                    if ev is _CAUGHT_UP:
+                    if ev is CAUGHT_UP:
                         # Lanes with nothing queued gain nothing by waiting for a full
                         # batch; busy ones keep batching (throughput).
                         for lane, q in enumerate(self._lanes):
@@ -372,17 +304,13 @@ class Syncer:
                         continue
                     await self._event(ev)
                     if isinstance(ev, QueryChange):
-                        ddl_done.set()
+                        bridge.ddl_applied()
                 if self._lane_error is not None:
                     raise self._lane_error
                 if time.monotonic() - self._last_flush > FLUSH_EVERY_S:
                     await self._flush()
         finally:
-            stop.set()
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    inbox.get_nowait()
-            await asyncio.to_thread(thread.join, 5.0)
+            await bridge.close()
 
     def _wants(self, schema: str, table: str) -> bool:
         return self.spec.router.selects(schema, table)
