@@ -1,747 +1,79 @@
-"""The coordinator: owns the cluster stream (workers, masters, source index, bindings).
-
-It is the one entry point for operations on sources and the cluster, used alike by the
-HTTP API and by driver scripts (`ray.get(coordinator.list_sources.remote())`).
+"""The coordinator actor: the one entry point for operations on the cluster, its sources
+and its tasks, used alike by the HTTP API and by driver scripts
+(`ray.get(coordinator.list_sources.remote())`). A thin shell: the operations are those of
+the cluster core and the directories it holds (actors/cluster_core.py), generated as
+actor methods (actors/forwarding.py); only what the shell adds is written here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import random
-import time
-import uuid
-from collections import defaultdict
 from typing import Any
 
 import ray
 
 from actors.chaos import with_jitter
-from actors.config import NAMESPACE, RuntimeConfig, control_plane_options
-from actors.relay_ops import RelayOps
-from actors.remote import call, get_actor, source_actor_name, worker_actor_name
-from actors.source import SourceActor
-from actors.tasks_ops import TaskOps
-from domain.cluster import ClusterState
-from domain.models import ClusterTopology, Source
-from errors import (
-    INVALID_STAGE,
-    MASTER_NOT_EXISTS,
-    SOURCE_EXISTS,
-    SOURCE_HAS_TASKS,
-    SOURCE_NOT_EXISTS,
-    SOURCE_UPDATE_REFUSED,
-    TRANSFER_NEEDS_SYNC,
-    WORKER_NOT_EXISTS,
-    WORKER_ONLINE,
+from actors.cluster_core import ClusterCore
+from actors.config import RuntimeConfig
+from actors.forwarding import forwards
+from actors.relay_directory import RelayDirectory
+from actors.task_directory import TaskDirectory
+
+CLUSTER_OPS = (
+    "register_worker", "heartbeat", "remove_worker", "register_master", "list_masters",
+    "remove_master", "cluster_info", "set_topology", "read_model",
+    "create_source", "get_source", "list_sources", "update_source", "delete_source",
+    "source_status", "transfer_source", "source_schemas", "source_tables",
 )
-from events.cluster import (
-    CLUSTER_STREAM,
-    ClusterInitialized,
-    MasterRegistered,
-    MasterRemoved,
-    SourceAdded,
-    SourceBound,
-    SourceRemoved,
-    SourceUnbound,
-    TopologySet,
-    WorkerRegistered,
-    WorkerRemoved,
+TASK_OPS = (
+    "create_task", "update_task", "delete_task", "get_task", "list_tasks", "task_status",
+    "start_task", "stop_task", "task_schema", "task_migrate_targets",
+    "create_template", "list_templates", "get_template", "update_template",
+    "delete_template", "import_templates",
 )
-from storage.aggregate import Aggregate
-from storage.eventstore import EventStore
-from storage.secrets import SecretBox
-
-log = logging.getLogger("dmray.coordinator")
-
-OFFLINE, FREE, BOUND, RELAY = "offline", "free", "bound", "relay"
-# How long a restarted coordinator waits for a bound worker's first heartbeat.
-RESTART_GRACE_S = 30.0
-
-
-class ClusterManager(RelayOps, TaskOps):
-    """Plain state manager behind the coordinator actor."""
-
-    def __init__(self, cfg: RuntimeConfig):
-        self.cfg = cfg
-        self.store = EventStore(cfg.store_url)
-        self.agg = Aggregate(self.store, CLUSTER_STREAM, ClusterState)
-        self.box = SecretBox.for_data_dir(cfg.data_dir)
-        self._loaded = False
-        self._lock = asyncio.Lock()  # validate → append → apply, one command at a time
-        self._name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Heartbeats are liveness, not decisions: kept in memory, never in the log.
-        self.last_seen: dict[str, float] = {}
-        # Ray node id of each worker, as its heartbeats tell: where a source's data actors go.
-        self.node_of: dict[str, str] = {}
-        # Each relay worker's last reported relay status (with its heartbeats).
-        self.relay_reports: dict[str, dict[str, Any]] = {}
-        # Heartbeats start anew with this incarnation: no worker counts as lost before a
-        # full heartbeat_timeout has passed, or a restarted coordinator would rebind all.
-        self._started = time.monotonic()
-        self._monitor: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
-        # Source and task actors live where the coordinator does (API nodes, if marked).
-        self._actor_opts = control_plane_options()
-        self.node_key = ""
-        # Source views as their actors last answered. Every write to a source goes through
-        # here, so the cache stays exact, and a list of sources costs no call per source.
-        self._views: dict[str, dict[str, Any]] = {}
-        # The read model API replicas follow (see read_model): what GET endpoints answer.
-        self._epoch = uuid.uuid4().hex  # a new incarnation restarts the version count
-        self._model: dict[str, Any] | None = None
-        self._model_version = 0
-        self._model_changed = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
-
-    @property
-    def state(self) -> ClusterState:
-        return self.agg.state
-
-    async def ready(self) -> ClusterState:
-        if not self._loaded:
-            async with self._lock:
-                if not self._loaded:
-                    await self.agg.load()
-                    if not self.agg.state.cluster_id:
-                        await self.agg.record(
-                            ClusterInitialized(cluster_id=random.randint(1, 2**53))
-                        )
-                    self._loaded = True
-        if self._publisher is None:
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
-        if self._monitor is None:
-            self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
-        return self.agg.state
-
-    # --- read model ---------------------------------------------------------------
-    async def build_model(self) -> dict[str, Any]:
-        names = sorted(self.state.sources)
-        views = await asyncio.gather(*(self._view(n) for n in names))
-        sources = {}
-        for name, view in zip(names, views, strict=True):
-            if view is not None:
-                view["task_name_list"] = self.tasks_of_source(name)
-                view["status_list"] = self.status_list(name)
-                sources[name] = view
-        return {"workers": self.list_workers(), "sources": sources}
-
-    async def publish(self) -> None:
-        """Publish the read model if it changed; wakes every follower's long poll."""
-        model = await self.build_model()
-        if model != self._model:
-            self._model, self._model_version = model, self._model_version + 1
-            self._model_changed.set()
-            self._model_changed = asyncio.Event()
-
-    async def _publish_loop(self) -> None:
-        # Liveness changes with time alone (a heartbeat that stops coming), so look
-        # regularly; writes publish at once through `publish()`.
-        while True:
-            try:
-                await self.publish()
-            except Exception as exc:  # a source actor restarting; next round retries
-                log.debug("publishing the read model failed: %s", type(exc).__name__)
-            await asyncio.sleep(0.25)
-
-    async def read_model(self, known: list[Any] | None,
-                         wait_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
-        """Long poll: answer at once when `known` ([epoch, version]) is not the current
-        model, else when the model changes or `wait_s` passes."""
-        await self.ready()
-        if known is None:
-            await self.publish()
-        elif known == [self._epoch, self._model_version] and self._model is not None:
-            changed = self._model_changed
-            try:
-                await asyncio.wait_for(changed.wait(), wait_s)
-            except TimeoutError:
-                pass
-        if self._model is None:
-            await self.publish()
-        assert self._model is not None
-        return [self._epoch, self._model_version], self._model
-
-    # --- workers ------------------------------------------------------------------
-    def online(self, worker: str) -> bool:
-        seen = self.last_seen.get(worker)
-        return seen is not None and time.monotonic() - seen < self.cfg.heartbeat_timeout
-
-    def relay_source_of(self, worker: str) -> str | None:
-        """The source whose relay log this worker pulls (stage `relay` when not bound)."""
-        r = self.state.relays.get(worker)
-        return str(r["source"]) if r else None
-
-    def stage_of(self, worker: str) -> str:
-        if not self.online(worker):
-            return OFFLINE
-        if self.state.source_of_worker(worker):
-            return BOUND
-        return RELAY if self.relay_source_of(worker) else FREE
-
-    async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
-        await self.ready()
-        async with self._lock:
-            existing = self.state.worker_for_slot(node_key, slot)
-            if existing is not None:
-                return existing.name
-            name = self.state.next_worker_name()
-            await self.agg.record(WorkerRegistered(name=name, node_key=node_key, slot=slot,
-                                                   addr=addr))
-            return name
-
-    async def heartbeat(self, worker: str, node_id: str | None = None) -> str | None:
-        """Mark the worker alive; answer the source it should serve (None: unknown worker)."""
-        await self.ready()
-        if worker not in self.state.workers:
-            return None
-        was_online = self.online(worker)
-        self.last_seen[worker] = time.monotonic()
-        if node_id:
-            self.node_of[worker] = node_id
-        if not was_online:
-            self._spawn(self._bind_unbound())
-        return self.state.source_of_worker(worker) or ""
-
-    def placement(self, source: str) -> dict[str, str]:
-        """Where the source's data actors run: its bound worker and that worker's Ray node
-        ("" while the source has no worker, or its worker is offline)."""
-        worker = self.state.bindings.get(source, "")
-        node = self.node_of.get(worker, "") if worker and self.online(worker) else ""
-        # The relay files of the bound worker, if it pulls them: subtasks read them there.
-        return {"worker": worker, "node_id": node,
-                "relay_dir": self.relay_dir_of(source, worker) if worker else ""}
-
-    # --- failover -----------------------------------------------------------------
-    async def _monitor_loop(self) -> None:
-        period = min(self.cfg.heartbeat_interval, 1.0)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.check_workers()
-            except Exception:  # e.g. the store briefly unreachable: the next round retries
-                log.exception("checking the workers failed")
-
-    def _lost(self, worker: str) -> bool:
-        seen = self.last_seen.get(worker)
-        if seen is None:
-            # Not heard from since this coordinator started (a restart of the server, when
-            # workers come up after the coordinator): a longer grace before rebinding.
-            grace = max(3 * self.cfg.heartbeat_timeout, RESTART_GRACE_S)
-            return time.monotonic() - self._started >= grace
-        return time.monotonic() - seen >= self.cfg.heartbeat_timeout
-
-    async def check_workers(self) -> None:
-        """Unbind the sources of workers that stopped heartbeating and give each a free
-        worker (a source with none stays unbound until a worker comes online)."""
-        if not any(self._lost(w) for w in self.state.bindings.values()):
-            return
-        async with self._lock:
-            lost = sorted((s, w) for s, w in self.state.bindings.items() if self._lost(w))
-            free = self.free_workers()
-            moves = [(s, w, free.pop(0) if free else "") for s, w in lost]
-            events: list[Any] = []
-            for s, old, new in moves:
-                events.append(SourceUnbound(source_name=s, worker_name=old))
-                if new:
-                    events.append(SourceBound(source_name=s, worker_name=new))
-            await self.agg.record(*events)
-        for s, old, new in moves:
-            log.warning("worker %s is offline: source %s %s", old, s,
-                        f"moves to {new}" if new else "waits for a free worker")
-            await self._tell_source(s, new)
-            self._spawn(self._relocate_tasks(s, new))
-        await self.publish()
-
-    async def _relocate_tasks(self, source: str, worker: str) -> None:
-        """Tell each task of the source where it now runs; its runner moves its data actors
-        (a subtask that is not running has nothing to move)."""
-        relay_dir = self.relay_dir_of(source, worker) if worker else ""
-        for task in self.tasks_of_source(source):
-            try:
-                await call(self._task_actor(task).relocate.remote(source, worker, relay_dir))
-            except Exception:  # the task actor restarting: its runner asks where it runs
-                log.warning("task %s: relocating %s to %s failed", task, source, worker,
-                            exc_info=True)
-
-    def _spawn(self, coro: Any) -> None:
-        # Keep a reference: the loop holds only weak ones to tasks.
-        t = asyncio.get_running_loop().create_task(coro)
-        self._background.add(t)
-        t.add_done_callback(self._background.discard)
-
-    def list_workers(self) -> list[dict[str, Any]]:
-        return [
-            {"name": w.name, "addr": w.addr, "bound_stage": self.stage_of(w.name),
-             "bound_source_name": self.state.source_of_worker(w.name) or ""}
-            for w in sorted(self.state.workers.values(), key=lambda w: _natural(w.name))
-        ]
-
-    async def remove_worker(self, worker: str) -> None:
-        await self.ready()
-        async with self._lock:
-            if worker not in self.state.workers:
-                raise WORKER_NOT_EXISTS(worker)
-            if self.online(worker):
-                raise WORKER_ONLINE(worker, self.stage_of(worker))
-            source = self.state.source_of_worker(worker)
-            events: list[Any] = []
-            if source:
-                events.append(SourceUnbound(source_name=source, worker_name=worker))
-            events.append(WorkerRemoved(name=worker))
-            await self.agg.record(*events)
-        self.last_seen.pop(worker, None)
-        if source:
-            await self._tell_source(source, "")
-        await self._bind_unbound()
-
-    def free_workers(self) -> list[str]:
-        return [w for w in sorted(self.state.workers, key=_natural)
-                if self.stage_of(w) == FREE]
-
-    async def _bind_unbound(self) -> None:
-        """Give every unbound source a free worker, in name order (DM's scheduler does too)."""
-        async with self._lock:
-            pairs = list(zip(
-                sorted(s for s in self.state.sources if s not in self.state.bindings),
-                self.free_workers(), strict=False,
-            ))
-            await self.agg.record(*[SourceBound(source_name=s, worker_name=w) for s, w in pairs])
-        for s, w in pairs:
-            await self._tell_source(s, w)
-            self._spawn(self._relocate_tasks(s, w))
-
-    # --- masters ------------------------------------------------------------------
-    async def register_master(self, node_key: str, addr: str) -> str:
-        await self.ready()
-        async with self._lock:
-            existing = self.state.master_for_node(node_key)
-            if existing is not None and existing.addr == addr:
-                return existing.name
-            name = existing.name if existing else self.state.next_master_name()
-            await self.agg.record(MasterRegistered(name=name, node_key=node_key, addr=addr))
-            return name
-
-    async def list_masters(self) -> list[dict[str, Any]]:
-        await self.ready()
-        alive_keys = _alive_node_keys()
-        return [
-            {"name": m.name, "alive": m.node_key in alive_keys,
-             "leader": m.node_key == self.node_key, "addr": m.addr}
-            for m in sorted(self.state.masters.values(), key=lambda m: _natural(m.name))
-        ]
-
-    async def remove_master(self, name: str) -> None:
-        await self.ready()
-        async with self._lock:
-            if name not in self.state.masters:
-                raise MASTER_NOT_EXISTS(name)
-            await self.agg.record(MasterRemoved(name=name))
-
-    # --- cluster info -------------------------------------------------------------
-    async def cluster_info(self) -> dict[str, Any]:
-        st = await self.ready()
-        out: dict[str, Any] = {"cluster_id": st.cluster_id}
-        if st.topology is not None:
-            out["topology"] = st.topology
-        return out
-
-    async def set_topology(self, topology: dict[str, Any]) -> dict[str, Any]:
-        topo = ClusterTopology.model_validate(topology).model_dump(exclude_none=True)
-        await self.ready()
-        async with self._lock:
-            if topo != self.state.topology:
-                await self.agg.record(TopologySet(topology=topo))
-        return await self.cluster_info()
-
-    # --- sources ------------------------------------------------------------------
-    def _source_actor(self, name: str) -> Any:
-        return SourceActor.options(  # type: ignore[attr-defined]
-            name=source_actor_name(name), namespace=NAMESPACE, lifetime="detached",
-            get_if_exists=True, **self._actor_opts,
-        ).remote(name, self.cfg)
-
-    def _require_source(self, name: str) -> None:
-        if name not in self.state.sources:
-            raise SOURCE_NOT_EXISTS(name)
-
-    async def _view(self, name: str, refresh: bool = False) -> dict[str, Any] | None:
-        if refresh or name not in self._views:
-            view = await call(self._source_actor(name).get.remote())
-            if view is None:
-                self._views.pop(name, None)
-                return None
-            self._views[name] = view
-        out = dict(self._views[name])
-        # Relay is on when a worker pulls it (enable/disable decide it, not the config).
-        out["relay_config"] = {**(out.get("relay_config") or {}),
-                               "enable_relay": bool(self.state.relay_workers(name))}
-        return out
-
-    async def _tell_source(self, source: str, worker: str) -> None:
-        await call(self._source_actor(source).set_worker.remote(worker))
-        if worker:
-            handle = get_actor(worker_actor_name(worker))
-            if handle is not None:
-                handle.assign.remote(source)
-
-    async def create_source(self, request_id: str, source: dict[str, Any],
-                            worker_name: str | None = None) -> dict[str, Any]:
-        src = Source.model_validate(source)
-        name = src.source_name
-        await self.ready()
-        async with self._name_locks[name]:
-            if name in self.state.sources:
-                if self.state.sources[name] == request_id:  # a retry of this very create
-                    return await self.get_source(name)
-                raise SOURCE_EXISTS(name)
-            if worker_name:
-                self._check_free(worker_name)
-            # The source actor verifies the upstream and writes the source's own stream;
-            # the name only counts as taken once the cluster index records it below.
-            view = await call(self._source_actor(name).create.remote(request_id, source))
-            self._views[name] = dict(view)
-            async with self._lock:
-                worker = worker_name or next(iter(self.free_workers()), "")
-                if worker_name:
-                    self._check_free(worker_name)
-                events: list[Any] = [SourceAdded(source_name=name, request_id=request_id)]
-                if worker:
-                    events.append(SourceBound(source_name=name, worker_name=worker))
-                await self.agg.record(*events)
-            if worker:
-                await self._tell_source(name, worker)
-            log.info("source %s added, bound to %s", name, worker or "no worker")
-        if worker and src.relay_config is not None and src.relay_config.enable_relay:
-            await self.enable_relay(name, {})
-        return await self._view(name) or dict(view)
-
-    def _check_free(self, worker: str) -> None:
-        if worker not in self.state.workers:
-            raise WORKER_NOT_EXISTS(worker)
-        stage = self.stage_of(worker)
-        if stage != FREE:
-            raise INVALID_STAGE(worker, stage, BOUND)
-
-    async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
-        await self.ready()
-        self._require_source(name)
-        view = await self._view(name)
-        if view is None:  # index and stream disagree only mid-create; treat as absent
-            raise SOURCE_NOT_EXISTS(name)
-        view["task_name_list"] = self.tasks_of_source(name)
-        if with_status:
-            view["status_list"] = self.status_list(name)
-        return dict(view)
-
-    async def list_sources(self, with_status: bool = False,
-                           enable_relay: bool | None = None) -> list[dict[str, Any]]:
-        await self.ready()
-        names = sorted(self.state.sources)
-        views = await asyncio.gather(*(self._view(n) for n in names))
-        out = []
-        for name, view in zip(names, views, strict=True):
-            if view is None:
-                continue
-            if enable_relay is not None and bool(
-                    view["relay_config"].get("enable_relay")) != enable_relay:
-                continue
-            view["task_name_list"] = self.tasks_of_source(name)
-            if with_status:
-                view["status_list"] = self.status_list(name)
-            out.append(view)
-        return out
-
-    def status_list(self, name: str) -> list[dict[str, Any]]:
-        return self.relay_status_list(name)
-
-    async def source_status(self, name: str) -> list[dict[str, Any]]:
-        await self.ready()
-        self._require_source(name)
-        return self.status_list(name)
-
-    async def update_source(self, source: dict[str, Any]) -> dict[str, Any]:
-        src = Source.model_validate(source)
-        await self.ready()
-        async with self._name_locks[src.source_name]:
-            self._require_source(src.source_name)
-            current = await self.get_source(src.source_name)
-            running = await self.running_tasks_of_source(src.source_name)
-            if current["relay_config"].get("enable_relay") or running:
-                raise SOURCE_UPDATE_REFUSED(src.source_name, running)
-            self._views[src.source_name] = await call(
-                self._source_actor(src.source_name).update.remote(source))
-            return await self.get_source(src.source_name)
-
-    async def delete_source(self, name: str, force: bool = False) -> None:
-        await self.ready()
-        async with self._name_locks[name]:
-            self._require_source(name)
-            tasks = self.tasks_of_source(name)
-            if tasks and not force:
-                raise SOURCE_HAS_TASKS(name, tasks)
-            for task in tasks:  # force: the subtasks go first (whole tasks, with their meta)
-                await self.delete_task(task, force=True, keep_meta=False)
-            actor = self._source_actor(name)
-            await call(actor.delete.remote())
-            self._views.pop(name, None)
-            async with self._lock:
-                events: list[Any] = []
-                worker = self.state.bindings.get(name)
-                if worker:
-                    events.append(SourceUnbound(source_name=name, worker_name=worker))
-                events.append(SourceRemoved(source_name=name))
-                await self.agg.record(*events)
-            if worker:
-                handle = get_actor(worker_actor_name(worker))
-                if handle is not None:
-                    handle.assign.remote("")
-            ray.kill(actor, no_restart=True)
-        await self._bind_unbound()
-
-    async def set_source_enabled(self, name: str, enabled: bool) -> None:
-        """DM's source enable/disable: disable pauses every running subtask of the source
-        and enable resumes its paused ones, so that the task status shows the new stage
-        when the call answers. The flag is set first: a task start meanwhile sees the
-        source disabled (38058), and a retried call finishes the job."""
-        await self.ready()
-        async with self._name_locks[name]:
-            self._require_source(name)
-            await call(self._source_actor(name).set_enabled.remote(enabled))
-            await self._view(name, refresh=True)
-            if enabled:
-                await self.resume_source_subtasks(name)
-            else:
-                await self.pause_source_subtasks(name)
-
-    async def transfer_source(self, name: str, worker: str) -> None:
-        """Bind the source to another (free) worker; its running subtasks pause and go on
-        from their checkpoints on that worker's node. Only subtasks in Sync may move (a
-        dump's snapshot cannot follow it)."""
-        await self.ready()
-        async with self._name_locks[name]:
-            self._require_source(name)
-            if worker not in self.state.workers:
-                raise WORKER_NOT_EXISTS(worker)
-            current = self.state.bindings.get(name)
-            if current == worker:
-                return  # already there: a retried transfer is a no-op
-            self._check_free(worker)
-            for task in self.tasks_of_source(name):
-                unit = await call(self._task_actor(task).running_unit.remote(name))
-                if unit is not None and unit != "Sync":
-                    raise TRANSFER_NEEDS_SYNC(name, task)
-            async with self._lock:
-                self._check_free(worker)
-                events: list[Any] = []
-                if current:
-                    events.append(SourceUnbound(source_name=name, worker_name=current))
-                events.append(SourceBound(source_name=name, worker_name=worker))
-                await self.agg.record(*events)
-            if current:
-                handle = get_actor(worker_actor_name(current))
-                if handle is not None:
-                    handle.assign.remote("")
-            await self._tell_source(name, worker)
-            # Answer once the subtasks run on the new worker (DM: pause, rebind, resume).
-            await self._relocate_tasks(name, worker)
-
-    async def source_schemas(self, name: str) -> list[str]:
-        await self.ready()
-        self._require_source(name)
-        return list(await call(self._source_actor(name).schemas.remote()))
-
-    async def source_tables(self, name: str, schema: str) -> list[str]:
-        await self.ready()
-        self._require_source(name)
-        return list(await call(self._source_actor(name).tables.remote(schema)))
-
-
-def _natural(name: str) -> tuple[str, int]:
-    head = name.rstrip("0123456789")
-    tail = name[len(head):]
-    return head, int(tail) if tail else 0
-
-
-def _alive_node_keys() -> set[str]:
-    keys = set()
-    for n in ray.nodes():
-        if n.get("Alive"):
-            keys.add(n.get("NodeManagerAddress", ""))
-            labels = n.get("Labels") or {}
-            if "dmray-node-key" in labels:
-                keys.add(labels["dmray-node-key"])
-    return keys
+RELAY_OPS = ("enable_relay", "disable_relay", "purge_relay", "relay_report",
+             "relay_protected")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 @with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
+@forwards("core", ClusterCore, *CLUSTER_OPS)
+@forwards("core.tasks", TaskDirectory, *TASK_OPS)
+@forwards("core.relays", RelayDirectory, *RELAY_OPS)
 class Coordinator:
     """Named, detached actor; every method is an operation of the driver API."""
 
     def __init__(self, cfg: RuntimeConfig):
-        self.m = ClusterManager(cfg)
+        self.core = ClusterCore(cfg)
         from actors.config import node_key
 
-        self.m.node_key = node_key()
+        self.core.node_key = node_key()
 
     async def ping(self) -> dict[str, Any]:
-        st = await self.m.ready()
-        return {"pid": os.getpid(), "version": self.m.agg.version, "cluster_id": st.cluster_id}
+        st = await self.core.ready()
+        return {"pid": os.getpid(), "version": self.core.agg.version,
+                "cluster_id": st.cluster_id}
 
     def pid(self) -> int:
         return os.getpid()
 
     def config(self) -> RuntimeConfig:
-        return self.m.cfg
-
-    # cluster
-    async def register_worker(self, node_key: str, slot: int, addr: str) -> str:
-        return await self.m.register_worker(node_key, slot, addr)
-
-    async def heartbeat(self, worker: str, node_id: str | None = None) -> str | None:
-        return await self.m.heartbeat(worker, node_id)
+        return self.core.cfg
 
     async def placement(self, source: str) -> dict[str, str]:
-        await self.m.ready()
-        return self.m.placement(source)
+        await self.core.ready()
+        return self.core.placement(source)
 
     async def list_workers(self) -> list[dict[str, Any]]:
-        await self.m.ready()
-        return self.m.list_workers()
-
-    async def remove_worker(self, worker: str) -> None:
-        await self.m.remove_worker(worker)
-
-    async def register_master(self, node_key: str, addr: str) -> str:
-        return await self.m.register_master(node_key, addr)
-
-    async def list_masters(self) -> list[dict[str, Any]]:
-        return await self.m.list_masters()
-
-    async def remove_master(self, name: str) -> None:
-        await self.m.remove_master(name)
-
-    async def cluster_info(self) -> dict[str, Any]:
-        return await self.m.cluster_info()
-
-    async def set_topology(self, topology: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.set_topology(topology)
-
-    # sources
-    async def create_source(self, request_id: str, source: dict[str, Any],
-                            worker_name: str | None = None) -> dict[str, Any]:
-        return await self.m.create_source(request_id, source, worker_name)
-
-    async def get_source(self, name: str, with_status: bool = False) -> dict[str, Any]:
-        return await self.m.get_source(name, with_status)
-
-    async def list_sources(self, with_status: bool = False,
-                           enable_relay: bool | None = None) -> list[dict[str, Any]]:
-        return await self.m.list_sources(with_status, enable_relay)
-
-    async def update_source(self, source: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.update_source(source)
-
-    async def delete_source(self, name: str, force: bool = False) -> None:
-        await self.m.delete_source(name, force)
+        await self.core.ready()
+        return self.core.list_workers()
 
     async def enable_source(self, name: str) -> None:
-        await self.m.set_source_enabled(name, True)
+        await self.core.set_source_enabled(name, True)
 
     async def disable_source(self, name: str) -> None:
-        await self.m.set_source_enabled(name, False)
-
-    async def source_status(self, name: str) -> list[dict[str, Any]]:
-        return await self.m.source_status(name)
-
-    async def enable_relay(self, name: str, req: dict[str, Any]) -> None:
-        await self.m.enable_relay(name, req)
-
-    async def disable_relay(self, name: str, req: dict[str, Any]) -> None:
-        await self.m.disable_relay(name, req)
-
-    async def purge_relay(self, name: str, req: dict[str, Any]) -> None:
-        await self.m.purge_relay(name, req)
-
-    async def relay_report(self, worker: str,
-                           status: dict[str, Any] | None) -> dict[str, Any] | None:
-        return await self.m.relay_report(worker, status)
-
-    async def relay_protected(self, source: str) -> str:
-        return await self.m.relay_protected(source)
-
-    async def transfer_source(self, name: str, worker: str) -> None:
-        await self.m.transfer_source(name, worker)
-
-    async def source_schemas(self, name: str) -> list[str]:
-        return await self.m.source_schemas(name)
-
-    async def source_tables(self, name: str, schema: str) -> list[str]:
-        return await self.m.source_tables(name, schema)
-
-    async def read_model(self, known: list[Any] | None,
-                         wait_s: float = 30.0) -> tuple[list[Any], dict[str, Any]]:
-        return await self.m.read_model(known, wait_s)
-
-    # tasks
-    async def create_task(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.create_task(request_id, task)
-
-    async def update_task(self, task: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.update_task(task)
-
-    async def delete_task(self, name: str, force: bool = False,
-                          keep_meta: bool = False) -> None:
-        await self.m.delete_task(name, force, keep_meta)
-
-    async def get_task(self, name: str, with_status: bool = False) -> dict[str, Any]:
-        return await self.m.get_task(name, with_status)
-
-    async def list_tasks(self, with_status: bool = False, stage: str | None = None,
-                         source_names: list[str] | None = None) -> list[dict[str, Any]]:
-        return await self.m.list_tasks(with_status, stage, source_names)
-
-    async def task_status(self, name: str,
-                          sources: list[str] | None = None) -> list[dict[str, Any]]:
-        return await self.m.task_status(name, sources)
-
-    async def start_task(self, name: str, req: dict[str, Any] | None = None) -> None:
-        await self.m.start_task(name, req or {})
-
-    async def stop_task(self, name: str, sources: list[str] | None = None) -> None:
-        await self.m.stop_task(name, sources)
-
-    async def task_schema(self, name: str, source: str, op: str, schema: str | None,
-                          table: str | None, body: dict[str, Any] | None) -> Any:
-        return await self.m.task_schema(name, source, op, schema, table, body)
-
-    async def task_migrate_targets(self, name: str, source: str,
-                                   schema_pattern: str | None = None,
-                                   table_pattern: str | None = None) -> list[dict[str, str]]:
-        return await self.m.task_migrate_targets(name, source, schema_pattern, table_pattern)
-
-    async def create_template(self, task: dict[str, Any],
-                              overwrite: bool = False) -> dict[str, Any]:
-        return await self.m.create_template(task, overwrite)
-
-    async def list_templates(self) -> list[dict[str, Any]]:
-        return await self.m.list_templates()
-
-    async def get_template(self, name: str) -> dict[str, Any]:
-        return await self.m.get_template(name)
-
-    async def update_template(self, name: str, task: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.update_template(name, task)
-
-    async def delete_template(self, name: str) -> None:
-        await self.m.delete_template(name)
-
-    async def import_templates(self, overwrite: bool = False) -> dict[str, Any]:
-        return await self.m.import_templates(overwrite)
+        await self.core.set_source_enabled(name, False)
 
     async def state(self) -> dict[str, Any]:
-        st = await self.m.ready()
-        return {"version": self.m.agg.version, **st.model_dump()}
-
+        st = await self.core.ready()
+        return {"version": self.core.agg.version, **st.model_dump()}

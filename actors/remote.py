@@ -21,6 +21,10 @@ def source_actor_name(source: str) -> str:
     return f"source/{source}"
 
 
+def task_actor_name(task: str) -> str:
+    return f"task/{task}"
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """The DMError an actor raised, instead of Ray's wrapper with its remote traceback."""
     seen = 0

@@ -11,6 +11,7 @@ import ray
 
 from actors.chaos import with_jitter
 from actors.config import RuntimeConfig
+from actors.forwarding import forwards
 from domain.models import MASKED_PASSWORD, Source
 from domain.source import SourceState
 from errors import SOURCE_NOT_EXISTS
@@ -188,29 +189,14 @@ class SourceManager:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 @with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
+@forwards("m", SourceManager, "create", "update", "set_enabled", "set_worker", "delete", "get",
+          "schemas", "tables")
 class SourceActor:
-    """Thin Ray shell over SourceManager; on restart, __init__ replays the stream."""
+    """Thin Ray shell over SourceManager; on restart, __init__ replays the stream. Sources
+    arrive typed (`Source`), parsed once where they enter (the API, the coordinator)."""
 
     def __init__(self, name: str, cfg: RuntimeConfig):
         self.m = SourceManager(name, cfg)
-
-    async def create(self, request_id: str, source: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.create(request_id, Source.model_validate(source))
-
-    async def update(self, source: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.update(Source.model_validate(source))
-
-    async def set_enabled(self, enabled: bool) -> None:
-        await self.m.set_enabled(enabled)
-
-    async def set_worker(self, worker_name: str) -> None:
-        await self.m.set_worker(worker_name)
-
-    async def delete(self) -> None:
-        await self.m.delete()
-
-    async def get(self) -> dict[str, Any] | None:
-        return await self.m.get()
 
     async def state(self) -> dict[str, Any]:
         st = await self.m._ready()
@@ -221,12 +207,6 @@ class SourceActor:
         """For the task actors of this source; travels in memory only, never logged."""
         await self.m._ready()
         return self.m.conn_config()
-
-    async def schemas(self) -> list[str]:
-        return await self.m.schemas()
-
-    async def tables(self, schema: str) -> list[str]:
-        return await self.m.tables(schema)
 
     def pid(self) -> int:
         return os.getpid()

@@ -18,10 +18,12 @@ import ray
 
 from actors.chaos import jitter, with_jitter
 from actors.config import RuntimeConfig
+from actors.forwarding import forwards
 from actors.remote import call, source_actor_name
 from actors.runner import SubtaskRunner, Superseded, empty_sync_status
+from domain.durations import parse_go_duration, parse_start_time
 from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
-from domain.task_models import OperateTaskTableStructureRequest, Task
+from domain.task_models import OperateTaskTableStructureRequest, StartTaskRequest, Task
 from errors import (
     API_ERROR,
     META_NOT_SET,
@@ -118,13 +120,12 @@ class TaskManager:
             ssl_key=sec.ssl_key_content if sec else None)
 
     # --- commands -------------------------------------------------------------------
-    async def create(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, request_id: str, task: Task) -> dict[str, Any]:
         async with self._lock:
             await self._ready_unlocked()
             if self.state.exists and self.state.request_id == request_id:
                 return self.plain()
-            model = Task.model_validate(task)
-            await self.agg.record(TaskCreated(request_id=request_id, task=self.stored(model)))
+            await self.agg.record(TaskCreated(request_id=request_id, task=self.stored(task)))
             return self.plain()
 
     async def _ready_unlocked(self) -> None:
@@ -132,13 +133,12 @@ class TaskManager:
             await self.agg.load()
             self._loaded = True
 
-    async def update(self, task: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, model: Task) -> dict[str, Any]:
         await self.ready()
         async with self._lock:
             self._require()
             if self.running_sources():
                 raise SUBTASK_RUNNING(self.name)
-            model = Task.model_validate(task)
             if model.target_config.password == "******":  # GET then PUT round-trips
                 doc = self.stored(model)
                 doc["target_config"]["password_enc"] = \
@@ -178,6 +178,17 @@ class TaskManager:
         if unknown:
             raise API_ERROR(f"sources {unknown} are not in task {self.name}")
         return [s for s in names if s in sources]
+
+    async def start_request(self, req: StartTaskRequest) -> None:
+        """A start as the API asks it: start_time in the task's own timezone, the safe
+        mode duration as Go writes it."""
+        await self.ready()
+        self._require()
+        start_time = parse_start_time(req.start_time, self.state.task.get("timezone")) \
+            if req.start_time else None
+        safe_s = parse_go_duration(req.safe_mode_time_duration) \
+            if req.safe_mode_time_duration else 0.0
+        await self.start(req.source_name_list, req.remove_meta, start_time, safe_s)
 
     async def start(self, sources: list[str] | None, remove_meta: bool,
                     start_time: float | None = None, safe_mode_seconds: float = 0.0) -> None:
@@ -465,27 +476,14 @@ def masked(doc: dict[str, Any]) -> dict[str, Any]:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 @with_jitter
+@forwards("m", TaskManager, "create", "update", "delete", "start", "start_request", "stop",
+          "schema_op", "relocate")
 class TaskActor:
-    """Thin Ray shell over TaskManager; on restart it resumes its running subtasks."""
+    """Thin Ray shell over TaskManager; on restart it resumes its running subtasks. Tasks
+    arrive typed (`Task`), parsed once where they enter."""
 
     def __init__(self, name: str, cfg: RuntimeConfig):
         self.m = TaskManager(name, cfg)
-
-    async def create(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.create(request_id, task)
-
-    async def update(self, task: dict[str, Any]) -> dict[str, Any]:
-        return await self.m.update(task)
-
-    async def delete(self, keep_meta: bool) -> None:
-        await self.m.delete(keep_meta)
-
-    async def start(self, sources: list[str] | None, remove_meta: bool,
-                    start_time: float | None = None, safe_mode_seconds: float = 0.0) -> None:
-        await self.m.start(sources, remove_meta, start_time, safe_mode_seconds)
-
-    async def stop(self, sources: list[str] | None) -> None:
-        await self.m.stop(sources)
 
     async def get(self) -> dict[str, Any] | None:
         st = await self.m.ready()
@@ -506,10 +504,6 @@ class TaskActor:
         self.m._require()
         return await self.m.status(sources, workers)
 
-    async def schema_op(self, source: str, op: str, schema: str | None, table: str | None,
-                        body: dict[str, Any] | None) -> Any:
-        return await self.m.schema_op(source, op, schema, table, body)
-
     async def chunk_worker_pids(self) -> list[int]:
         """Processes of the running chunk workers (for operators and failure tests)."""
         refs = [w.pid.remote() for r in self.m.runners.values() for w in r.workers]
@@ -523,9 +517,6 @@ class TaskActor:
                 with contextlib.suppress(Exception):
                     out[source] = int(await r.sync_worker.pid.remote())
         return out
-
-    async def relocate(self, source: str, worker: str, relay_dir: str = "") -> None:
-        await self.m.relocate(source, worker, relay_dir)
 
     async def sync_position(self, source: str) -> BinlogPosition | None:
         """The subtask's sync checkpoint (None before its first sync): what a relay log

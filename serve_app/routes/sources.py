@@ -37,10 +37,6 @@ class GetSourceStatusResponse(BaseModel):
     data: list[SourceStatus]
 
 
-def _plain(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(exclude_none=True)
-
-
 def _shown(view: dict[str, Any], with_status: bool) -> dict[str, Any]:
     return view if with_status else {k: v for k, v in view.items() if k != "status_list"}
 
@@ -55,7 +51,7 @@ async def _model_source(name: str) -> dict[str, Any] | None:
 async def create_source(req: CreateSourceRequest, coordinator: CoordinatorDep) -> Any:
     # One id per HTTP request: if Ray retries the call, the coordinator sees the same id.
     request_id = uuid.uuid4().hex
-    view = await call(coordinator.create_source.remote(request_id, _plain(req.source),
+    view = await call(coordinator.create_source.remote(request_id, req.source,
                                                        req.worker_name))
     await read_model.refresh()
     return view
@@ -87,11 +83,10 @@ async def get_source(source_name: str, coordinator: CoordinatorDep,
 async def update_source(source_name: str, req: UpdateSourceRequest,
                         coordinator: CoordinatorDep) -> Any:
     # The path names the source; a body naming another is a mistake, not a rename.
-    body = _plain(req.source)
-    if body["source_name"] != source_name:
-        raise API_ERROR(f"source name in body {body['source_name']!r} does not match "
+    if req.source.source_name != source_name:
+        raise API_ERROR(f"source name in body {req.source.source_name!r} does not match "
                         f"the path {source_name!r}")
-    view = await call(coordinator.update_source.remote(body))
+    view = await call(coordinator.update_source.remote(req.source))
     await read_model.refresh()
     return view
 

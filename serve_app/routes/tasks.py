@@ -44,7 +44,7 @@ async def convert_task(req: ConverterTaskRequest) -> Any:
 
 @router.post("/templates", status_code=201, operation_id="DMAPICreateTaskTemplate")
 async def create_template(task: Task, coordinator: CoordinatorDep) -> Any:
-    return await call(coordinator.create_template.remote(_task_body(task)))
+    return await call(coordinator.create_template.remote(task))
 
 
 @router.get("/templates", operation_id="DMAPIGetTaskTemplateList")
@@ -65,7 +65,7 @@ async def get_template(task_name: str, coordinator: CoordinatorDep) -> Any:
 
 @router.put("/templates/{task_name}", operation_id="DMAPUpdateTaskTemplate")
 async def update_template(task_name: str, task: Task, coordinator: CoordinatorDep) -> Any:
-    return await call(coordinator.update_template.remote(task_name, _task_body(task)))
+    return await call(coordinator.update_template.remote(task_name, task))
 
 
 @router.delete("/templates/{task_name}", status_code=204,
@@ -77,7 +77,7 @@ async def delete_template(task_name: str, coordinator: CoordinatorDep) -> Respon
 
 @router.post("", status_code=201, operation_id="DMAPICreateTask")
 async def create_task(req: CreateTaskRequest, coordinator: CoordinatorDep) -> Any:
-    return await call(coordinator.create_task.remote(uuid.uuid4().hex, _task_body(req.task)))
+    return await call(coordinator.create_task.remote(uuid.uuid4().hex, req.task))
 
 
 @router.get("", operation_id="DMAPIGetTaskList")
@@ -100,7 +100,7 @@ async def update_task(task_name: str, req: UpdateTaskRequest,
     if req.task.name != task_name:
         raise API_ERROR(f"task name in body {req.task.name!r} does not match the path "
                         f"{task_name!r}")
-    return await call(coordinator.update_task.remote(_task_body(req.task)))
+    return await call(coordinator.update_task.remote(req.task))
 
 
 @router.delete("/{task_name}", status_code=204, operation_id="DMAPIDeleteTask")
@@ -114,8 +114,7 @@ async def delete_task(task_name: str, coordinator: CoordinatorDep, force: bool =
 async def start_task(task_name: str, coordinator: CoordinatorDep,
                      req: Annotated[StartTaskRequest | None, Body()] = None) -> Response:
     # No body (and no Content-Type) means: all sources, defaults.
-    body = req.model_dump(exclude_none=True) if req else {}
-    await call(coordinator.start_task.remote(task_name, body))
+    await call(coordinator.start_task.remote(task_name, req or StartTaskRequest()))
     return Response(status_code=200)
 
 

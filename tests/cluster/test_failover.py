@@ -22,8 +22,7 @@ import ray
 
 from actors.bootstrap import start_local_workers
 from actors.config import NAMESPACE
-from actors.remote import worker_actor_name
-from actors.tasks_ops import task_actor_name
+from actors.remote import task_actor_name, worker_actor_name
 from testbed.mariadb import MariaDBServer
 from tests.support.api import assert_dm_error, q, source_body
 from tests.support.compare import wait_until_equal

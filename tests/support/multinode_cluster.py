@@ -70,7 +70,7 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     from actors.config import NAMESPACE, NODE_KEY_LABEL, RuntimeConfig
-    from actors.tasks_ops import task_actor_name
+    from actors.remote import task_actor_name
     from serve_app import server
 
     server.set_serve_env()

@@ -1,5 +1,5 @@
-"""Relay-log operations of the coordinator (a mixin of ClusterManager): which workers pull
-which source's binlog into relay files, their status, and purging.
+"""The relay directory of the cluster core: which workers pull which source's binlog into
+relay files, their status, and purging.
 
 Decisions (relay started/stopped on a worker) are cluster events; the relay itself runs in
 the worker actor (actors/relay_unit.py), which learns its assignment and reports its
@@ -10,43 +10,45 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.remote import call, get_actor, worker_actor_name
-from actors.tasks_ops import TaskOps
+from domain.cluster import ClusterState
 from errors import API_ERROR, NO_SOURCE_IN_WORKER, WORKER_NOT_EXISTS, DMError
 from events.cluster import RelayStarted, RelayStopped
 from mysqlkit.position import BinlogPosition, master_position
 
+if TYPE_CHECKING:
+    from actors.cluster_core import ClusterCore
+
 log = logging.getLogger("dmray.coordinator")
 
 
-class RelayOps(TaskOps):
-    """Needs of the mixin (beyond TaskOps'), provided by ClusterManager."""
+class RelayDirectory:
+    """The relays of the cluster: which worker pulls which source's binlog, the status the
+    workers report, purging. A plain object the cluster core holds."""
 
-    relay_reports: dict[str, dict[str, Any]]
+    def __init__(self, core: ClusterCore) -> None:
+        self.core = core
+        # Each relay worker's last reported relay status (with its heartbeats).
+        self.reports: dict[str, dict[str, Any]] = {}
 
-    def online(self, worker: str) -> bool:
-        raise NotImplementedError
-
-    def _spawn(self, coro: Any) -> None:
-        raise NotImplementedError
-
-    async def _relocate_tasks(self, source: str, worker: str) -> None:
-        raise NotImplementedError
+    @property
+    def state(self) -> ClusterState:
+        return self.core.state
 
     def _relay_dir(self, source: str, base: str | None) -> str:
         """Each source has its own directory under relay_dir; a relative relay_dir is
         under the server's data dir."""
         root = Path(base or "./relay_log")
         if not root.is_absolute():
-            root = Path(self.cfg.data_dir) / root
+            root = Path(self.core.cfg.data_dir) / root
         return str((root / source).resolve())
 
     async def enable_relay(self, source: str, req: dict[str, Any]) -> None:
-        await self.ready()
-        async with self._name_locks[source]:
-            self._require_source(source)
+        await self.core.ready()
+        async with self.core.name_locks[source]:
+            self.core.require_source(source)
             workers = list(req.get("worker_name_list") or [])
             if not workers:
                 bound = self.state.bindings.get(source)
@@ -62,7 +64,7 @@ class RelayOps(TaskOps):
                                     f"{other['source']}")
                 if self.state.source_of_worker(w) not in (None, source):
                     raise API_ERROR(f"worker {w} is bound to another source")
-            view = await self._view(source) or {}
+            view = await self.core.view(source) or {}
             rc = view.get("relay_config") or {}
             relay_dir = self._relay_dir(source, req.get("relay_dir") or rc.get("relay_dir"))
             name = req.get("relay_binlog_name") or rc.get("relay_binlog_name") or ""
@@ -72,8 +74,8 @@ class RelayOps(TaskOps):
                 start = await self._relay_start(source)
                 name, pos, gtid = start.binlog_name, start.binlog_pos, start.gtid
             new = [w for w in workers if self.state.relays.get(w, {}).get("source") != source]
-            async with self._lock:
-                await self.agg.record(*[RelayStarted(
+            async with self.core.lock:
+                await self.core.agg.record(*[RelayStarted(
                     source_name=source, worker_name=w, relay_dir=relay_dir,
                     relay_binlog_name=name, relay_binlog_pos=pos, relay_binlog_gtid=gtid)
                     for w in new])
@@ -85,15 +87,15 @@ class RelayOps(TaskOps):
         oldest = await self._oldest_checkpoint(source)
         if oldest is not None:
             return oldest
-        conn = (await self._source_conns([source]))[source]
+        conn = (await self.core.tasks.source_conns([source]))[source]
         return await master_position(conn)
 
     async def _oldest_checkpoint(self,
                                  source: str) -> BinlogPosition | None:
         oldest: BinlogPosition | None = None
-        for task in self.tasks_of_source(source):
+        for task in self.state.tasks_of_source(source):
             try:
-                cp = await call(self._task_actor(task).sync_position.remote(source))
+                cp = await call(self.core.tasks.actor(task).sync_position.remote(source))
             except DMError as err:
                 log.warning("task %s: checkpoint unreadable: %s", task, err.message)
                 continue
@@ -104,25 +106,25 @@ class RelayOps(TaskOps):
         return oldest
 
     async def disable_relay(self, source: str, req: dict[str, Any]) -> None:
-        await self.ready()
-        async with self._name_locks[source]:
-            self._require_source(source)
+        await self.core.ready()
+        async with self.core.name_locks[source]:
+            self.core.require_source(source)
             current = self.state.relay_workers(source)
             workers = list(req.get("worker_name_list") or []) or current
             for w in workers:
                 if w not in self.state.workers:
                     raise WORKER_NOT_EXISTS(w)
-            async with self._lock:
-                await self.agg.record(*[RelayStopped(source_name=source, worker_name=w)
+            async with self.core.lock:
+                await self.core.agg.record(*[RelayStopped(source_name=source, worker_name=w)
                                         for w in workers if w in current])
         await self._relay_moved(source)
 
     async def _relay_moved(self, source: str) -> None:
         """Subtasks of the source switch between the relay files and the upstream."""
-        await self.publish()
+        await self.core.publish()
         bound = self.state.bindings.get(source, "")
         if bound:
-            self._spawn(self._relocate_tasks(source, bound))
+            self.core.spawn(self.core.relocate_tasks(source, bound))
 
     def relay_dir_of(self, source: str, worker: str) -> str:
         r = self.state.relays.get(worker)
@@ -131,8 +133,8 @@ class RelayOps(TaskOps):
     async def purge_relay(self, source: str, req: dict[str, Any]) -> None:
         """Delete relay files before relay_binlog_name on every relay worker of the source;
         refused (nothing deleted) when a subtask's checkpoint still needs one of them."""
-        await self.ready()
-        self._require_source(source)
+        await self.core.ready()
+        self.core.require_source(source)
         before = str(req.get("relay_binlog_name") or "")
         if not before:
             raise API_ERROR("relay_binlog_name is required to purge relay log files")
@@ -155,17 +157,17 @@ class RelayOps(TaskOps):
                            status: dict[str, Any] | None) -> dict[str, Any] | None:
         """A worker's heartbeat companion: it reports its relay status and learns the
         relay it must run (None: none)."""
-        await self.ready()
+        await self.core.ready()
         if status is not None:
-            self.relay_reports[worker] = status
+            self.reports[worker] = status
         else:
-            self.relay_reports.pop(worker, None)
+            self.reports.pop(worker, None)
         r = self.state.relays.get(worker)
         if r is None:
             return None
         source = r["source"]
-        view = await self._view(source) or {}
-        conn = (await self._source_conns([source]))[source]
+        view = await self.core.view(source) or {}
+        conn = (await self.core.tasks.source_conns([source]))[source]
         return {**r, "conn": conn, "flavor": view.get("flavor") or "mariadb",
                 "purge": view.get("purge") or {}}
 
@@ -177,7 +179,7 @@ class RelayOps(TaskOps):
         out: list[dict[str, Any]] = []
         for w in workers:
             entry: dict[str, Any] = {"source_name": source, "worker_name": w}
-            rep = self.relay_reports.get(w)
+            rep = self.reports.get(w)
             if w in self.state.relays and self.state.relays[w]["source"] == source:
                 if rep is not None and rep.get("source") == source:
                     entry["relay_status"] = rep["relay_status"]
@@ -188,7 +190,7 @@ class RelayOps(TaskOps):
                         "master_binlog": "", "master_binlog_gtid": "",
                         "relay_dir": self.state.relays[w]["relay_dir"],
                         "relay_binlog_gtid": "", "relay_catch_up_master": False,
-                        "stage": "Running" if self.online(w) else "Paused"}
+                        "stage": "Running" if self.core.online(w) else "Paused"}
             out.append(entry)
         return out or [{"source_name": source}]
 

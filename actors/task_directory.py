@@ -1,20 +1,18 @@
-"""Task operations of the coordinator: the task index in the cluster stream, templates,
-and the calls into each task's actor. Mixed into ClusterManager."""
+"""The task directory of the cluster core: the task index in the cluster stream,
+templates, and the calls into each task's actor."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
-from actors.config import NAMESPACE, RuntimeConfig
+from actors.handles import task_actor
 from actors.remote import call
-from actors.task import TaskActor, masked, sealed
+from actors.task import masked, sealed
 from domain.cluster import ClusterState
-from domain.durations import parse_go_duration, parse_start_time
 from domain.task import PAUSED, RUNNING
 from domain.task_models import StartTaskRequest, Task
 from errors import (
@@ -32,50 +30,33 @@ from mysqlkit import upstream
 from mysqlkit.binlog.filter import BinlogFilter
 from mysqlkit.precheck.run import precheck
 from mysqlkit.routing import migrate_targets, router_for_source
-from storage.aggregate import Aggregate
-from storage.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from actors.cluster_core import ClusterCore
 
 log = logging.getLogger("dmray.tasks")
 
 
-def task_actor_name(task: str) -> str:
-    return f"task/{task}"
+def as_task(task: Task | dict[str, Any]) -> Task:
+    """A task as it arrives: typed from the HTTP API (parsed there), a mapping from a
+    driver script (parsed here, once)."""
+    return task if isinstance(task, Task) else Task.model_validate(task)
 
 
-class TaskOps:
-    """Needs of the mixin, provided by ClusterManager."""
+class TaskDirectory:
+    """The tasks of the cluster: their index in the cluster stream (through the core),
+    templates, and the calls into each task's actor. A plain object the cluster core
+    holds; it reaches the core for the stream, the locks and the sources."""
 
-    cfg: RuntimeConfig
-    agg: Aggregate[ClusterState]
-    box: SecretBox
-    _lock: asyncio.Lock
-    _name_locks: defaultdict[str, asyncio.Lock]
-    _actor_opts: dict[str, Any]
+    def __init__(self, core: ClusterCore) -> None:
+        self.core = core
 
     @property
     def state(self) -> ClusterState:
-        return self.agg.state
+        return self.core.state
 
-    async def ready(self) -> ClusterState:
-        raise NotImplementedError
-
-    async def publish(self) -> None:
-        raise NotImplementedError
-
-    def _source_actor(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def _require_source(self, name: str) -> None:
-        raise NotImplementedError
-
-    async def _view(self, name: str, refresh: bool = False) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def _task_actor(self, name: str) -> Any:
-        return TaskActor.options(  # type: ignore[attr-defined]
-            name=task_actor_name(name), namespace=NAMESPACE, lifetime="detached",
-            get_if_exists=True, **self._actor_opts,
-        ).remote(name, self.cfg)
+    def actor(self, name: str) -> Any:
+        return task_actor(name, self.core.cfg, self.core.actor_opts)
 
     def _require_task(self, name: str) -> None:
         if name not in self.state.tasks:
@@ -87,88 +68,88 @@ class TaskOps:
     async def running_tasks_of_source(self, name: str) -> list[str]:
         running = []
         for task in self.state.tasks_of_source(name):
-            stages = await call(self._task_actor(task).stages.remote())
+            stages = await call(self.actor(task).stages.remote())
             if stages.get(name) == RUNNING:
                 running.append(task)
         return running
 
-    async def _source_conns(self, names: list[str]) -> dict[str, upstream.ConnConfig]:
+    async def source_conns(self, names: list[str]) -> dict[str, upstream.ConnConfig]:
         conns = await asyncio.gather(
-            *(call(self._source_actor(n).conn_config.remote()) for n in names))
+            *(call(self.core.source_actor(n).conn_config.remote()) for n in names))
         return dict(zip(names, conns, strict=True))
 
     async def _check(self, task: Task) -> str:
         sources = [c.source_name for c in task.source_config.source_conf]
         for s in sources:
-            self._require_source(s)
+            self.core.require_source(s)
             BinlogFilter(task, router_for_source(task, s))  # bad rules or filters: 400 now
         tc = task.target_config
         target = upstream.ConnConfig(host=tc.host, port=tc.port, user=tc.user,
                                      password=tc.password)
-        result = await precheck(task, await self._source_conns(sources), target)
+        result = await precheck(task, await self.source_conns(sources), target)
         if not result.passed:
             raise result.to_error()
         return result.text()
 
-    async def create_task(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
-        model = Task.model_validate(task)
+    async def create_task(self, request_id: str, task: Task | dict[str, Any]) -> dict[str, Any]:
+        model = as_task(task)
         name = model.name
         sources = [c.source_name for c in model.source_config.source_conf]
-        await self.ready()
-        async with self._name_locks["task:" + name]:
+        await self.core.ready()
+        async with self.core.name_locks["task:" + name]:
             if name in self.state.tasks:
                 if self.state.task_requests.get(name) == request_id:
-                    return {"task": await call(self._task_actor(name).get.remote()),
+                    return {"task": await call(self.actor(name).get.remote()),
                             "check_result": "pre-check is passed. "}
                 raise SUBTASK_EXISTS(name, sources)
             check = await self._check(model)
-            stored = await call(self._task_actor(name).create.remote(request_id, task))
-            async with self._lock:
-                await self.agg.record(TaskAdded(task_name=name, request_id=request_id,
+            stored = await call(self.actor(name).create.remote(request_id, model))
+            async with self.core.lock:
+                await self.core.agg.record(TaskAdded(task_name=name, request_id=request_id,
                                                 source_names=sources))
-            await self.publish()
+            await self.core.publish()
             return {"task": stored, "check_result": check}
 
-    async def update_task(self, task: dict[str, Any]) -> dict[str, Any]:
-        model = Task.model_validate(task)
+    async def update_task(self, task: Task | dict[str, Any]) -> dict[str, Any]:
+        given = model = as_task(task)
         name = model.name
-        await self.ready()
-        async with self._name_locks["task:" + name]:
+        await self.core.ready()
+        async with self.core.name_locks["task:" + name]:
             self._require_task(name)
-            actor = self._task_actor(name)
+            actor = self.actor(name)
             if model.target_config.password == "******":
                 stored = await call(actor.task_model.remote())
                 tc = model.target_config.model_copy(
                     update={"password": stored.target_config.password})
                 model = model.model_copy(update={"target_config": tc})
             check = await self._check(model)
-            body = await call(actor.update.remote(task))
+            body = await call(actor.update.remote(given))
             sources = [c.source_name for c in model.source_config.source_conf]
             if sources != self.state.tasks.get(name):
-                async with self._lock:
-                    await self.agg.record(TaskSourcesChanged(task_name=name,
+                async with self.core.lock:
+                    await self.core.agg.record(TaskSourcesChanged(task_name=name,
                                                              source_names=sources))
-            await self.publish()
+            await self.core.publish()
             return {"task": body, "check_result": check}
 
     async def delete_task(self, name: str, force: bool = False, keep_meta: bool = False) -> None:
-        await self.ready()
-        async with self._name_locks["task:" + name]:
+        await self.core.ready()
+        async with self.core.name_locks["task:" + name]:
             self._require_task(name)
-            actor = self._task_actor(name)
+            actor = self.actor(name)
             stages = await call(actor.stages.remote())
             if not force and RUNNING in stages.values():
                 raise API_ERROR(f"task {name} has running subtasks, stop it first or use force")
             await call(actor.delete.remote(keep_meta))
-            async with self._lock:
-                await self.agg.record(TaskRemoved(task_name=name))
+            async with self.core.lock:
+                await self.core.agg.record(TaskRemoved(task_name=name))
             ray.kill(actor, no_restart=True)
-            await self.publish()
+            await self.core.publish()
 
     async def get_task(self, name: str, with_status: bool = False) -> dict[str, Any]:
-        await self.ready()
+        await self.core.ready()
         self._require_task(name)
-        actor = self._task_actor(name)
+        actor = self.actor(name)
         body = await call(actor.get.remote())
         if body is None:
             raise TASK_NOT_EXISTS(name)
@@ -178,60 +159,57 @@ class TaskOps:
 
     async def list_tasks(self, with_status: bool = False, stage: str | None = None,
                          source_names: list[str] | None = None) -> list[dict[str, Any]]:
-        await self.ready()
+        await self.core.ready()
         out = []
         for name in sorted(self.state.tasks):
             if source_names and not set(source_names) & set(self.state.tasks[name]):
                 continue
             if stage:
-                stages = await call(self._task_actor(name).stages.remote())
+                stages = await call(self.actor(name).stages.remote())
                 if stage not in stages.values():
                     continue
             out.append(await self.get_task(name, with_status))
         return out
 
-    async def task_status(self, name: str, sources: list[str] | None) -> list[dict[str, Any]]:
-        await self.ready()
+    async def task_status(self, name: str,
+                          sources: list[str] | None = None) -> list[dict[str, Any]]:
+        await self.core.ready()
         self._require_task(name)
-        return list(await call(self._task_actor(name).status.remote(
+        return list(await call(self.actor(name).status.remote(
             sources, dict(self.state.bindings))))
 
-    async def start_task(self, name: str, req: dict[str, Any]) -> None:
-        start = StartTaskRequest.model_validate(req)
-        await self.ready()
-        async with self._name_locks["task:" + name]:
+    async def start_task(self, name: str,
+                         req: StartTaskRequest | dict[str, Any] | None = None) -> None:
+        start = req if isinstance(req, StartTaskRequest) else \
+            StartTaskRequest.model_validate(req or {})
+        await self.core.ready()
+        async with self.core.name_locks["task:" + name]:
             self._require_task(name)
-            actor = self._task_actor(name)
-            model: Task = await call(actor.task_model.remote())
             chosen = start.source_name_list or self.state.tasks[name]
             for s in chosen:
                 if s not in self.state.sources:
                     raise SOURCE_NOT_EXISTS(s)
-                view = await self._view(s)
+                view = await self.core.view(s)
                 if view is not None and not view.get("enable", True):
                     raise SOURCE_DISABLED(name, s)
-            start_time = parse_start_time(start.start_time, model.timezone) \
-                if start.start_time else None
-            safe_s = parse_go_duration(start.safe_mode_time_duration) \
-                if start.safe_mode_time_duration else 0.0
-            await call(actor.start.remote(start.source_name_list, start.remove_meta,
-                                          start_time, safe_s))
+            # The task actor reads start_time in the task's own timezone.
+            await call(self.actor(name).start_request.remote(start))
 
-    async def stop_task(self, name: str, sources: list[str] | None) -> None:
-        await self.ready()
-        async with self._name_locks["task:" + name]:
+    async def stop_task(self, name: str, sources: list[str] | None = None) -> None:
+        await self.core.ready()
+        async with self.core.name_locks["task:" + name]:
             self._require_task(name)
-            await call(self._task_actor(name).stop.remote(sources))
+            await call(self.actor(name).stop.remote(sources))
 
     async def pause_source_subtasks(self, source: str) -> list[str]:
         """Source disable (DM): every running subtask of the source pauses, as a stop of that
         source's subtask would; the tasks it paused."""
         paused = []
         for task in self.tasks_of_source(source):
-            async with self._name_locks["task:" + task]:
+            async with self.core.name_locks["task:" + task]:
                 if source not in self.state.tasks.get(task, []):
                     continue  # deleted meanwhile
-                actor = self._task_actor(task)
+                actor = self.actor(task)
                 if (await call(actor.stages.remote())).get(source) == RUNNING:
                     await call(actor.stop.remote([source]))
                     paused.append(task)
@@ -247,10 +225,10 @@ class TaskOps:
         resumed: list[str] = []
         failed: list[DMError] = []
         for task in self.tasks_of_source(source):
-            async with self._name_locks["task:" + task]:
+            async with self.core.name_locks["task:" + task]:
                 if source not in self.state.tasks.get(task, []):
                     continue
-                actor = self._task_actor(task)
+                actor = self.actor(task)
                 if (await call(actor.stages.remote())).get(source) != PAUSED:
                     continue
                 try:
@@ -267,15 +245,16 @@ class TaskOps:
             raise failed[0]
         return resumed
 
-    async def task_migrate_targets(self, name: str, source: str, schema_pattern: str | None,
-                                   table_pattern: str | None) -> list[dict[str, str]]:
-        await self.ready()
+    async def task_migrate_targets(self, name: str, source: str,
+                                   schema_pattern: str | None = None,
+                                   table_pattern: str | None = None) -> list[dict[str, str]]:
+        await self.core.ready()
         self._require_task(name)
         if source not in self.state.tasks[name]:
             raise SOURCE_NOT_EXISTS(source)
-        model: Task = await call(self._task_actor(name).task_model.remote())
+        model: Task = await call(self.actor(name).task_model.remote())
         router = router_for_source(model, source)
-        conn = (await self._source_conns([source]))[source]
+        conn = (await self.source_conns([source]))[source]
         pairs = await migrate_targets(conn, router, schema_pattern, table_pattern)
         return [{"source_schema": s.schema, "source_table": s.table,
                  "target_schema": t.schema, "target_table": t.table} for s, t in pairs]
@@ -283,64 +262,66 @@ class TaskOps:
     async def task_schema(self, name: str, source: str, op: str, schema: str | None,
                           table: str | None, body: dict[str, Any] | None) -> Any:
         """The schema tracker endpoints of one subtask (op: list, get, put, delete)."""
-        await self.ready()
+        await self.core.ready()
         self._require_task(name)
         if source not in self.state.tasks[name]:
             raise SOURCE_NOT_EXISTS(source)
-        return await call(self._task_actor(name).schema_op.remote(source, op, schema, table,
+        return await call(self.actor(name).schema_op.remote(source, op, schema, table,
                                                                   body))
 
     # --- templates ------------------------------------------------------------------
-    async def create_template(self, task: dict[str, Any],
+    async def create_template(self, task: Task | dict[str, Any],
                               overwrite: bool = False) -> dict[str, Any]:
-        model = Task.model_validate(task)
-        await self.ready()
-        async with self._lock:
+        model = as_task(task)
+        await self.core.ready()
+        async with self.core.lock:
             if model.name in self.state.templates and not overwrite:
                 raise TEMPLATE_EXISTS(model.name)
-            await self.agg.record(TemplateSet(name=model.name, task=sealed(model, self.box)))
+            await self.core.agg.record(TemplateSet(name=model.name,
+                                                   task=sealed(model, self.core.box)))
         return masked(self.state.templates[model.name])
 
     async def list_templates(self) -> list[dict[str, Any]]:
-        await self.ready()
+        await self.core.ready()
         return [masked(self.state.templates[n]) for n in sorted(self.state.templates)]
 
     async def get_template(self, name: str) -> dict[str, Any]:
-        await self.ready()
+        await self.core.ready()
         if name not in self.state.templates:
             raise TEMPLATE_NOT_EXISTS(name)
         return masked(self.state.templates[name])
 
-    async def update_template(self, name: str, task: dict[str, Any]) -> dict[str, Any]:
-        model = Task.model_validate(task)
+    async def update_template(self, name: str,
+                              task: Task | dict[str, Any]) -> dict[str, Any]:
+        model = as_task(task)
         if model.name != name:
             raise API_ERROR(f"template name {model.name!r} does not match the path {name!r}")
-        await self.ready()
-        async with self._lock:
+        await self.core.ready()
+        async with self.core.lock:
             if name not in self.state.templates:
                 raise TEMPLATE_NOT_EXISTS(name)
-            await self.agg.record(TemplateSet(name=name, task=sealed(model, self.box)))
+            await self.core.agg.record(TemplateSet(name=name, task=sealed(model, self.core.box)))
         return masked(self.state.templates[name])
 
     async def delete_template(self, name: str) -> None:
-        await self.ready()
-        async with self._lock:
+        await self.core.ready()
+        async with self.core.lock:
             if name not in self.state.templates:
                 raise TEMPLATE_NOT_EXISTS(name)
-            await self.agg.record(TemplateRemoved(name=name))
+            await self.core.agg.record(TemplateRemoved(name=name))
 
-    async def import_templates(self, overwrite: bool) -> dict[str, Any]:
-        await self.ready()
+    async def import_templates(self, overwrite: bool = False) -> dict[str, Any]:
+        await self.core.ready()
         ok: list[str] = []
         failed: list[dict[str, str]] = []
         for name in sorted(self.state.tasks):
             try:
-                model: Task = await call(self._task_actor(name).task_model.remote())
-                async with self._lock:
+                model: Task = await call(self.actor(name).task_model.remote())
+                async with self.core.lock:
                     if name in self.state.templates and not overwrite:
                         raise TEMPLATE_EXISTS(name)
-                    await self.agg.record(TemplateSet(name=name,
-                                                      task=sealed(model, self.box)))
+                    await self.core.agg.record(TemplateSet(name=name,
+                                                      task=sealed(model, self.core.box)))
                 ok.append(name)
             except DMError as err:
                 failed.append({"task_name": name, "error_msg": str(err)})
