@@ -52,3 +52,18 @@ def get_actor(name: str) -> Any | None:
         return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
+
+
+def actor_class(cls: Any) -> Any:
+    """A Ray actor class as mypy should see it (its `options` is added by the decorator)."""
+    return cls
+
+
+async def unwrapped(ref: Any) -> Any:
+    """A chunk worker's DMError as itself (it pauses the subtask with its message)."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        if isinstance(exc.cause, DMError):
+            raise exc.cause from None
+        raise

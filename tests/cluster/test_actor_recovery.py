@@ -109,6 +109,21 @@ def test_worker_restart_keeps_binding(two_sources: httpx.Client, how: str) -> No
     assert ray.get(handle.info.remote())["source"] == "rec-1"
     old_pid = kill(handle, how)
     wait_for(lambda: ray.get(handle.pid.remote(), timeout=5) != old_pid)
+    bound_to = api.get("/sources/rec-1/status").json()["data"][0].get("worker_name")
+    if bound_to != "worker1":
+        # Ray took longer than the heartbeat timeout (3 s here) to bring the worker back,
+        # as on a loaded machine: the source failed over, as DM's keepalive has it. Then
+        # the source must be served by an online worker again, and the restarted worker
+        # know what the coordinator says it serves now.
+        def settled() -> bool:
+            bound = api.get("/sources/rec-1/status").json()["data"][0].get("worker_name")
+            workers = {w["name"]: w for w in api.get("/cluster/workers").json()["data"]}
+            mine = ray.get(handle.info.remote(), timeout=5)["source"]
+            return bool(bound) and workers[bound]["bound_stage"] == "bound" and \
+                mine == workers["worker1"]["bound_source_name"]
+
+        wait_for(settled)
+        return
     # The restarted worker learns its source from its first heartbeat answer.
     wait_for(lambda: ray.get(handle.info.remote(), timeout=5)["source"] == "rec-1")
     wait_for(lambda: {w["name"]: w["bound_stage"]
