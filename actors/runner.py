@@ -1,10 +1,9 @@
-"""Running one subtask's full migration: plan chunks, open one consistent snapshot across
-chunk-worker processes, and let them dump and load chunk by chunk (pipelined: a chunk is
-loaded as soon as it is read, no files in between unless the mode asks for them).
-
-Resumable: a chunk's completion is a row in the target's meta schema, written in the same
-transaction as the chunk's rows, and the chunk plan is an event, so a restarted runner
-redoes exactly the chunks that are not done and never writes a row twice.
+"""One subtask's runner: its life cycle (start, cancel, the units in the task mode's order,
+retrying retryable errors for retry_timeout), where its data actors run (on the node of
+the source's bound worker, following transfers and failover) and the progress it shows.
+The units themselves: `runner_full.FullUnits` (Dump and Load, or Load from files) and
+`runner_sync.SyncUnit` (Sync). A runner records events only through its host
+(`RunnerHost.record`), which serializes them with the task actor's own commands.
 """
 
 from __future__ import annotations

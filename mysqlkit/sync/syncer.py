@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -29,14 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncmy
-import orjson
-
 from errors import (
     BINLOG_NO_START,
     BINLOG_PURGED,
     SYNC_COLUMN_MISMATCH,
-    SYNC_EXEC,
     DMError,
 )
 from mysqlkit import upstream
@@ -50,33 +45,23 @@ from mysqlkit.binlog.reader import (
     Start,
     find_start_by_time,
 )
-from mysqlkit.binlog.rowcodec import APPLY_SESSION_SQL
-from mysqlkit.faults import crash_point
 from mysqlkit.position import BinlogPosition, master_position
 from mysqlkit.relay.reader import relay_reader
 from mysqlkit.retry import RetryClock, exhausted
 from mysqlkit.routing import TableRouter
-from mysqlkit.schema.ddl import DDL, Column, parse_ddl
+from mysqlkit.schema.ddl import Column
 from mysqlkit.schema.tracker import SchemaTracker, TableSchema, load_table
-from mysqlkit.sqlquote import quote_ident
-from mysqlkit.sync import checkpoint, shard_ddl
+from mysqlkit.sync import checkpoint
 from mysqlkit.sync.causality import Causality, change_keys
-from mysqlkit.sync.dml import ChangeKind, RowChange, build_batch
+from mysqlkit.sync.ddl_sync import DDLSync
+from mysqlkit.sync.dml import ChangeKind, RowChange
 from mysqlkit.sync.reader_bridge import CAUGHT_UP, ReaderBridge
+from mysqlkit.sync.target_writer import TargetWriter
 
 log = logging.getLogger("dmray.syncer")
 
 FLUSH_EVERY_S = 1.0  # global checkpoint interval while events flow
 STATUS_EVERY_S = 2.0  # how often the master's position is read for status
-# Server errors a retry can cure: lost/refused connections, deadlocks, lock wait timeouts,
-# a read-only or shutting-down target.
-_TRANSIENT = upstream.TRANSIENT_ERRNOS
-# DDL errors that only mean "already done": replaying a DDL that was applied just before a
-# crash, before its checkpoint was written.
-_DDL_ALREADY_DONE = frozenset({1007, 1008, 1050, 1051, 1054, 1060, 1061, 1091, 1146})
-# In a shard merge, CREATE DATABASE/TABLE of what another shard created already.
-_SHARD_ALREADY_DONE = frozenset({1007, 1050})
-SHARD_LOCK_WAIT_S = 300
 
 
 @dataclass
@@ -156,9 +141,10 @@ class Syncer:
         self._txn_start: BinlogPosition | None = None
         self._last_flush = time.monotonic()
         self._ckpt_table = checkpoint.table_name(spec.meta, spec.task)
-        self._ddl_conn: asyncmy.Connection | None = None
         self._lane_error: DMError | None = None
         self._schemas: dict[tuple[str, str], _TableMap] = {}
+        self.target = TargetWriter(self)
+        self.ddl = DDLSync(self)
         # A transient error being retried (DM format), shown in status while it lasts.
         self.retrying = ""
         self._relay_lacks_start = False
@@ -176,7 +162,7 @@ class Syncer:
         self._pending_safe = [False] * n
         self._pending_tables = [{} for _ in range(n)]
         self._lanes = [asyncio.Queue(maxsize=4) for _ in range(n)]
-        self._lane_tasks = [asyncio.create_task(self._lane(i)) for i in range(n)]
+        self._lane_tasks = [asyncio.create_task(self.target.lane(i)) for i in range(n)]
         status_task = asyncio.create_task(self._poll_master())
         try:
             retry = RetryClock(spec.retry_timeout)
@@ -218,8 +204,7 @@ class Syncer:
             for t in [*self._lane_tasks, status_task]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            if self._ddl_conn is not None:
-                self._ddl_conn.close()
+            self.target.close()
 
     async def _load_checkpoint(self) -> None:
         spec = self.spec
@@ -339,7 +324,7 @@ class Syncer:
             self.stats.last_ts = ev.timestamp
         elif isinstance(ev, QueryChange):
             self._count_read(ev.pos)
-            await self._query(ev)
+            await self.ddl.query(ev)
         elif isinstance(ev, Heartbeat):
             self._count_read(ev.pos)
             await self._dispatch_all()
@@ -478,240 +463,11 @@ class Syncer:
         if es is not None and checkpoint.pos_key(es) < checkpoint.pos_key(pos):
             es = None
         tracker = self.tracker.to_dict() if self.tracker_dirty else None
-        await self._exec_retrying(checkpoint.save_sql(self._ckpt_table, self.spec.source, pos,
+        await self.target.exec_retrying(checkpoint.save_sql(self._ckpt_table, self.spec.source, pos,
                                                       es, tracker))
         self.applied = pos
         self.tracker_dirty = False
 
-    # --- lanes ----------------------------------------------------------------------
-    async def _lane(self, i: int) -> None:
-        q = self._lanes[i]
-        conn: asyncmy.Connection | None = None
-        try:
-            while True:
-                job = await q.get()
-                try:
-                    if job is not None and self._lane_error is None:
-                        conn = await self._apply(i, conn, job)
-                except DMError as err:
-                    self._lane_error = self._lane_error or err
-                finally:
-                    q.task_done()
-        finally:
-            if conn is not None:
-                conn.close()
-
-    async def _apply(self, lane: int, conn: asyncmy.Connection | None,
-                     job: _Job) -> asyncmy.Connection | None:
-        safe = job.safe
-        retry = RetryClock(self.spec.retry_timeout)
-        while True:
-            statements = build_batch(job.changes, safe)
-            statements.append(checkpoint.lane_sql(self._ckpt_table, self.spec.source, lane,
-                                                  job.txn_start))
-            statements += [checkpoint.table_sql(self._ckpt_table, self.spec.source, s, t, cid)
-                           for (s, t), cid in job.tables.items()]
-            try:
-                if conn is None:
-                    conn = await self._connect(multi_statements=True)
-                await _run_transaction(conn, statements)
-                self.stats.io_bytes += sum(len(s) for s in statements)
-                self.retrying = ""
-                return conn
-            except Exception as exc:  # classified below: retried or pausing the subtask
-                code = _errno(exc)
-                if conn is not None:
-                    conn.close()
-                    conn = None
-                if code in _TRANSIENT or (code is None and not isinstance(exc, DMError)):
-                    # The commit may have happened before the connection dropped: the
-                    # retry must be idempotent.
-                    safe = True
-                    await self._wait_to_retry(retry, exc)
-                    continue
-                if isinstance(exc, DMError):
-                    raise exhausted(exc) from None
-                failed = (getattr(exc, "__notes__", None) or [_first_sql(statements)])[0]
-                raise SYNC_EXEC(_short(exc), cause=failed[:300]) from None
-
-    async def _connect(self, multi_statements: bool = False) -> asyncmy.Connection:
-        conn = await upstream.connect(self.spec.tgt, multi_statements=multi_statements)
-        async with conn.cursor() as cur:
-            await cur.execute(APPLY_SESSION_SQL)
-        return conn
-
-    async def _exec_retrying(self, stmt: tuple[str, tuple[Any, ...]]) -> list[Any]:
-        """Runs one statement on the DDL connection; its rows, if any."""
-        retry = RetryClock(self.spec.retry_timeout)
-        while True:
-            try:
-                if self._ddl_conn is None:
-                    self._ddl_conn = await self._connect()
-                async with self._ddl_conn.cursor() as cur:
-                    await cur.execute(stmt[0], stmt[1] or None)
-                    rows = list(await cur.fetchall())
-                self.retrying = ""
-                return rows
-            except Exception as exc:  # transient: retry; else pause the subtask
-                code = _errno(exc)
-                transient = code is None or code in _TRANSIENT
-                # A statement's own error leaves the session (and its named lock) usable.
-                if transient and self._ddl_conn is not None:
-                    self._ddl_conn.close()
-                    self._ddl_conn = None
-                if not transient:
-                    raise SYNC_EXEC(_short(exc)) from None
-                await self._wait_to_retry(retry, exc)
-
-    async def _wait_to_retry(self, retry: RetryClock, exc: BaseException) -> None:
-        """Before retrying a transient error: at once the first time (a stale idle
-        connection is normal), then with backoff, shown in status meanwhile; past the
-        retry bound the error pauses the subtask."""
-        first = retry.tries == 0
-        delay = retry.next_delay()
-        if delay is None:
-            log.warning("sync %s/%s: giving up after %.0f s of retries: %s", self.spec.task,
-                        self.spec.source, retry.timeout, _short(exc))
-            raise SYNC_EXEC(_short(exc), retryable=False) from None
-        if not first:
-            self.retrying = str(SYNC_EXEC(_short(exc)))
-            await asyncio.sleep(delay)
-
-    # --- DDL ------------------------------------------------------------------------
-    async def _query(self, ev: QueryChange) -> None:
-        ddls = parse_ddl(ev.sql, ev.schema)
-        if not ddls:
-            return
-        # The checkpoint goes to the DDL's start, with the structures before it, before
-        # the DDL runs: a crash after the DDL then replays only the DDL itself (its
-        # "already done" errors tolerated), never rows from before it against the new
-        # structure. A resume from there is a replay up to the DDL's end (exit_safe): its
-        # DDL may find its work done (_DDL_ALREADY_DONE).
-        await self._barrier()
-        replaying = self._safe()
-        self.exit_safe = checkpoint.later(self.exit_safe, ev.pos)
-        await self._flush()
-        crash_point(self.spec.fault_dir, "syncer.ddl.before")
-        shard = bool(self.spec.shard_mode)
-        if shard:  # one shard DDL of the task at a time, its tracker saved with it
-            await self._shard_lock(True)
-        try:
-            for ddl in ddls:
-                await self._apply_ddl(ddl, replaying)
-            crash_point(self.spec.fault_dir, "syncer.ddl.after_exec")
-            self.pos = ev.pos
-            self._txn_start = None
-            self._ordinal = 0
-            self.tracker_dirty = True
-            await self._flush()
-            crash_point(self.spec.fault_dir, "syncer.ddl.after_checkpoint")
-        finally:
-            if shard:
-                await self._shard_lock(False)
-
-    async def _apply_ddl(self, ddl: DDL, replaying: bool) -> None:
-        spec = self.spec
-        wanted = self._ddl_wanted(ddl)
-        # Tracked even when filtered out: later row events carry the new structure.
-        self.tracker.apply(ddl)
-        self._schemas.clear()
-        if not wanted or spec.bfilter.skip_ddl(ddl.schema, ddl.table, ddl.event_type, ddl.sql):
-            return
-        sql = ddl.routed(self._route_any)
-        if sql is None:
-            return
-        if spec.shard_mode:
-            sql = await self._shard_sql(ddl)
-            if sql is None:
-                return
-        try:
-            await self._exec_retrying((sql, ()))
-        except DMError as err:
-            code = upstream.dm_errno(err)
-            if spec.shard_mode and code in _SHARD_ALREADY_DONE:
-                log.info("sync %s/%s: another shard created it already: %s",
-                         spec.task, spec.source, sql)
-                return
-            if replaying and code in _DDL_ALREADY_DONE:
-                log.info("sync %s/%s: DDL already applied before the restart: %s",
-                         spec.task, spec.source, sql)
-                return
-            raise
-
-    # --- shard merge DDL (spec.shard_mode) -------------------------------------------------
-    async def _shard_lock(self, take: bool) -> None:
-        """A named lock on the target that serializes the shard DDLs of the task's subtasks:
-        each decides from the others' saved trackers, so a decision, its DDL and the
-        tracker it leaves are one step."""
-        name = "dmray-shard-" + hashlib.sha1(self.spec.task.encode()).hexdigest()[:40]
-        if not take:
-            with contextlib.suppress(DMError):
-                await self._exec_retrying(("DO RELEASE_LOCK(%s)", (name,)))
-            return
-        [(got,)] = await self._exec_retrying(("SELECT GET_LOCK(%s, %s)",
-                                              (name, SHARD_LOCK_WAIT_S)))
-        if got != 1:
-            raise SYNC_EXEC(f"no shard DDL lock after {SHARD_LOCK_WAIT_S} s: another "
-                            f"subtask of task {self.spec.task} holds it")
-
-    async def _shard_sql(self, ddl: DDL) -> str | None:
-        """What a shard's DDL runs on the merged table (mysqlkit.sync.shard_ddl); None: nothing."""
-        dest = self._route_any(ddl.schema, ddl.table) if ddl.table else None
-        target: TableSchema | None = None
-        peers: list[TableSchema] | None = []
-        if dest is not None:
-            target = await self._target_structure(*dest)
-            peers = await self._shard_peers(ddl, dest)
-        decision = shard_ddl.decide(ddl, target, peers)
-        for why in decision.skipped:
-            log.info("sync %s/%s: shard DDL %r: %s", self.spec.task, self.spec.source,
-                     ddl.sql[:200], why)
-        return None if decision.ddl is None else decision.ddl.routed(self._route_any)
-
-    async def _target_structure(self, schema: str, table: str) -> TableSchema | None:
-        try:
-            rows = await self._exec_retrying(
-                (f"SHOW CREATE TABLE {quote_ident(schema)}.{quote_ident(table)}", ()))
-        except DMError as err:
-            if upstream.dm_errno(err) in (1049, 1146):
-                return None
-            raise
-        return SchemaTracker().set_table(schema, table, upstream.as_text(rows[0][1]))
-
-    async def _shard_peers(self, ddl: DDL, dest: tuple[str, str]) -> list[TableSchema] | None:
-        """The current structures of the group's other shards: ours from the tracker, the
-        other sources' from the trackers they saved with their checkpoints. None while a
-        source of the task has saved none (its shards are not known)."""
-        own = {(ddl.schema, ddl.table), (ddl.new_schema or ddl.schema, ddl.new_table)}
-        out = [ts for ts in _routed_to(self.tracker, self.spec.router, dest)
-               if (ts.schema, ts.table) not in own]
-        if not self.spec.peer_routers:
-            return out
-        rows = await self._exec_retrying(
-            (f"SELECT id, table_info FROM {self._ckpt_table} "
-             f"WHERE is_global = 1 AND cp_schema = '' AND id <> %s", (self.spec.source,)))
-        known = set()
-        for sid, info in rows:
-            router = self.spec.peer_routers.get(upstream.as_text(sid))
-            if router is None or not info:
-                continue
-            known.add(upstream.as_text(sid))
-            out += _routed_to(SchemaTracker.from_dict(orjson.loads(info)), router, dest)
-        return out if known == set(self.spec.peer_routers) else None
-
-    def _ddl_wanted(self, ddl: DDL) -> bool:
-        if not ddl.table:
-            return self.spec.router.route_schema(ddl.schema) is not None
-        return self.spec.router.selects(ddl.schema, ddl.table) or bool(
-            getattr(ddl, "new_table", "") and self.spec.router.selects(
-                getattr(ddl, "new_schema", "") or ddl.schema, ddl.new_table))
-
-    def _route_any(self, schema: str, table: str) -> tuple[str, str] | None:
-        if not table:
-            s = self.spec.router.route_schema(schema)
-            return None if s is None else (s, "")
-        ref = self.spec.router.route(schema, table)
-        return None if ref is None else (ref.schema, ref.table)
 
     # --- status ---------------------------------------------------------------------
     async def _poll_master(self) -> None:
@@ -834,52 +590,3 @@ def _fmt(p: BinlogPosition | None) -> str:
     return f"({p.binlog_name}, {p.binlog_pos})" if p is not None and p.binlog_name else ""
 
 
-def _errno(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    if args and isinstance(args[0], int):
-        return int(args[0])
-    if isinstance(exc, DMError):
-        return upstream.dm_errno(exc)
-    if isinstance(exc, (ConnectionError, OSError, asyncio.IncompleteReadError)):
-        return 2013
-    return None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) <= 500 else text[:500] + "…"
-
-
-async def _run_transaction(conn: asyncmy.Connection, statements: list[str]) -> None:
-    """BEGIN, the statements and COMMIT in one round trip (a multi-statement query): a
-    round trip per statement was a third of the sync's time (bench/incr.py --profile).
-    An error carries the failing statement as a note; the caller then drops the
-    connection, which rolls the transaction back."""
-    full = ["BEGIN", *statements, "COMMIT"]
-    done = 0
-    async with conn.cursor() as cur:
-        try:
-            await cur.execute(";\n".join(full))
-            done = 1
-            while await cur.nextset():
-                done += 1
-        except Exception as exc:
-            exc.add_note(full[min(done, len(full) - 1)])
-            raise
-
-
-def _first_sql(statements: list[str]) -> str:
-    return statements[0][:300] if statements else ""
-
-
-def _routed_to(tracker: SchemaTracker, router: TableRouter,
-               dest: tuple[str, str]) -> list[TableSchema]:
-    """The tables of `tracker` that `router` sends to `dest`."""
-    out = []
-    for schema in tracker.list_schemas():
-        for table in tracker.list_tables(schema):
-            ref = router.route(schema, table)
-            ts = tracker.get(schema, table)
-            if ref is not None and ts is not None and (ref.schema, ref.table) == dest:
-                out.append(ts)
-    return out
