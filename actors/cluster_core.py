@@ -20,6 +20,8 @@ from actors.handles import source_actor
 from actors.relay_directory import RelayDirectory
 from actors.remote import call, get_actor, worker_actor_name
 from actors.task_directory import TaskDirectory
+from actors.task_spec import resealed
+from actors.token_directory import TokenDirectory
 from domain.cluster import ClusterState
 from domain.models import ClusterTopology, Source
 from errors import (
@@ -42,13 +44,13 @@ from events.cluster import (
     SourceBound,
     SourceRemoved,
     SourceUnbound,
+    TemplateSet,
     TopologySet,
     WorkerRegistered,
     WorkerRemoved,
 )
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
-from storage.secrets import SecretBox
 
 log = logging.getLogger("dmray.coordinator")
 
@@ -65,7 +67,7 @@ class ClusterCore:
         self.cfg = cfg
         self.store = EventStore(cfg.store_url)
         self.agg = Aggregate(self.store, CLUSTER_STREAM, ClusterState)
-        self.box = SecretBox.for_data_dir(cfg.data_dir)
+        self.box = cfg.secret_box()
         self._loaded = False
         self.lock = asyncio.Lock()  # validate → append → apply, one command at a time
         self.name_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -92,6 +94,7 @@ class ClusterCore:
         self._publisher: asyncio.Task[None] | None = None
         self.tasks = TaskDirectory(self)
         self.relays = RelayDirectory(self)
+        self.tokens = TokenDirectory(self)
 
     @property
     def state(self) -> ClusterState:
@@ -123,7 +126,8 @@ class ClusterCore:
                 view["task_name_list"] = self.state.tasks_of_source(name)
                 view["status_list"] = self.status_list(name)
                 sources[name] = view
-        return {"workers": self.list_workers(), "sources": sources}
+        return {"workers": self.list_workers(), "sources": sources,
+                "auth": self.tokens.view()}
 
     async def publish(self) -> None:
         """Publish the read model if it changed; wakes every follower's long poll."""
@@ -337,6 +341,25 @@ class ClusterCore:
                 raise MASTER_NOT_EXISTS(name)
             await self.agg.record(MasterRemoved(name=name))
 
+    # --- secrets ------------------------------------------------------------------
+    async def key_info(self) -> dict[str, Any]:
+        return {"from_env": self.box.source is None, "file": self.cfg.secret_key_file}
+
+    async def reseal(self) -> dict[str, int]:
+        """After a key rotation (`dmray secrets rotate`): every stored secret encrypted
+        again with the first key of the key file, which every actor reads again."""
+        await self.ready()
+        self.box.reload()
+        async with self.lock:
+            names = sorted(self.state.templates)
+            await self.agg.record(*[TemplateSet(name=n, task=resealed(
+                self.state.templates[n], self.box)) for n in names])
+        sources = await asyncio.gather(*(call(self.source_actor(s).reseal.remote())
+                                         for s in sorted(self.state.sources)))
+        tasks = await asyncio.gather(*(call(self.tasks.actor(t).reseal.remote())
+                                       for t in sorted(self.state.tasks)))
+        return {"sources": sum(sources), "tasks": sum(tasks), "templates": len(names)}
+
     # --- cluster info -------------------------------------------------------------
     async def cluster_info(self) -> dict[str, Any]:
         st = await self.ready()
@@ -385,6 +408,7 @@ class ClusterCore:
                             worker_name: str | None = None) -> dict[str, Any]:
         src = source if isinstance(source, Source) else Source.model_validate(source)
         name = src.source_name
+        self._check_paths(src)
         await self.ready()
         async with self.name_locks[name]:
             if name in self.state.sources:
@@ -456,8 +480,13 @@ class ClusterCore:
         self.require_source(name)
         return self.status_list(name)
 
+    def _check_paths(self, src: Source) -> None:
+        if src.relay_config is not None:  # where its relay would write: checked now
+            self.relays.relay_dir(src.source_name, src.relay_config.relay_dir)
+
     async def update_source(self, source: Source | dict[str, Any]) -> dict[str, Any]:
         src = source if isinstance(source, Source) else Source.model_validate(source)
+        self._check_paths(src)
         await self.ready()
         async with self.name_locks[src.source_name]:
             self.require_source(src.source_name)

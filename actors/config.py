@@ -8,7 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from domain.paths import PathOutsideRoots, resolve_inside
+from errors import API_ERROR
 from storage.eventstore import sqlite_url
+from storage.secrets import SecretBox, key_file_for
 
 NAMESPACE = "dmray"
 
@@ -26,13 +29,35 @@ class RuntimeConfig(BaseModel):
     retry_timeout: float = 300.0
     # Tests only: where mysqlkit.faults crash points are armed ("" = off).
     fault_dir: str = ""
+    # Directories besides data_dir where a request may name a relay dir or a dump's
+    # data_dir (absolute, resolved).
+    file_roots: list[str] = []
+    # Where the keys that seal secrets are (storage/secrets.py); DMRAY_SECRET_KEY wins.
+    secret_key_file: str = ""
+    # Every API request needs a token (the server listens beyond loopback); with this off,
+    # one is needed once any token exists.
+    auth_required: bool = False
+
+    def secret_box(self) -> SecretBox:
+        return SecretBox.for_file(self.secret_key_file or key_file_for(self.data_dir))
+
+    def inside_roots(self, kind: str, given: str) -> Path:
+        """A directory a request names, resolved (relative: under data_dir); a 400 when it
+        leads outside data_dir and file_roots."""
+        try:
+            return resolve_inside(kind, given, self.data_dir, [self.data_dir, *self.file_roots])
+        except PathOutsideRoots as exc:
+            raise API_ERROR(str(exc)) from None
 
     @classmethod
     def build(cls, data_dir: str | Path, store_url: str | None = None,
+              file_roots: list[str] | None = None, secret_key_file: str | None = None,
               **kw: object) -> RuntimeConfig:
         d = Path(data_dir).expanduser().resolve()
         d.mkdir(parents=True, exist_ok=True)
-        return cls.model_validate({"data_dir": str(d),
+        roots = [str(Path(r).expanduser().resolve()) for r in file_roots or []]
+        return cls.model_validate({"data_dir": str(d), "file_roots": roots,
+                                   "secret_key_file": str(key_file_for(d, secret_key_file)),
                                    "store_url": store_url or sqlite_url(d), **kw})
 
 

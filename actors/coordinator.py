@@ -18,10 +18,11 @@ from actors.config import RuntimeConfig
 from actors.forwarding import forwards
 from actors.relay_directory import RelayDirectory
 from actors.task_directory import TaskDirectory
+from actors.token_directory import TokenDirectory
 
 CLUSTER_OPS = (
     "register_worker", "heartbeat", "remove_worker", "register_master", "list_masters",
-    "remove_master", "cluster_info", "set_topology", "read_model",
+    "remove_master", "cluster_info", "set_topology", "read_model", "key_info", "reseal",
     "create_source", "get_source", "list_sources", "update_source", "delete_source",
     "source_status", "transfer_source", "source_schemas", "source_tables",
 )
@@ -40,6 +41,7 @@ RELAY_OPS = ("enable_relay", "disable_relay", "purge_relay", "relay_report",
 @forwards("core", ClusterCore, *CLUSTER_OPS)
 @forwards("core.tasks", TaskDirectory, *TASK_OPS)
 @forwards("core.relays", RelayDirectory, *RELAY_OPS)
+@forwards("core.tokens", TokenDirectory, "create_token", "list_tokens", "revoke_token")
 class Coordinator:
     """Named, detached actor; every method is an operation of the driver API."""
 

@@ -9,7 +9,6 @@ status with every heartbeat.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.remote import call, get_actor, worker_actor_name
@@ -37,13 +36,11 @@ class RelayDirectory:
     def state(self) -> ClusterState:
         return self.core.state
 
-    def _relay_dir(self, source: str, base: str | None) -> str:
+    def relay_dir(self, source: str, base: str | None) -> str:
         """Each source has its own directory under relay_dir; a relative relay_dir is
-        under the server's data dir."""
-        root = Path(base or "./relay_log")
-        if not root.is_absolute():
-            root = Path(self.core.cfg.data_dir) / root
-        return str((root / source).resolve())
+        under the server's data dir, and none may lead outside the allowed roots."""
+        root = self.core.cfg.inside_roots("relay_dir", base or "./relay_log")
+        return str(self.core.cfg.inside_roots("relay_dir", str(root / source)))
 
     async def enable_relay(self, source: str, req: dict[str, Any]) -> None:
         await self.core.ready()
@@ -66,7 +63,7 @@ class RelayDirectory:
                     raise API_ERROR(f"worker {w} is bound to another source")
             view = await self.core.view(source) or {}
             rc = view.get("relay_config") or {}
-            relay_dir = self._relay_dir(source, req.get("relay_dir") or rc.get("relay_dir"))
+            relay_dir = self.relay_dir(source, req.get("relay_dir") or rc.get("relay_dir"))
             name = req.get("relay_binlog_name") or rc.get("relay_binlog_name") or ""
             gtid = req.get("relay_binlog_gtid") or rc.get("relay_binlog_gtid") or ""
             pos = 4

@@ -58,6 +58,9 @@ class RunnerHost(Protocol):
     @property
     def state(self) -> TaskState: ...
 
+    @property
+    def document(self) -> dict[str, Any]: ...
+
     def task_model(self) -> Task: ...
 
     def target_conn(self) -> upstream.ConnConfig: ...
@@ -195,7 +198,7 @@ class SubtaskRunner:
                 await asyncio.sleep(delay)
 
     async def _units(self) -> None:
-        mode = self.mgr.state.task.get("task_mode", "full")
+        mode = self.mgr.document.get("task_mode", "full")
         if mode == "load":
             await self.full.load_files()
         elif mode == "incremental":

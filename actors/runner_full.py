@@ -76,7 +76,7 @@ class FullUnits:
         conf = self.r.mgr.task_model().source_config.full_migrate_conf
         sources = self.r.mgr.state.source_names()
         if conf and conf.data_dir:
-            base = Path(conf.data_dir).expanduser()
+            base = self.r.mgr.cfg.inside_roots("data_dir", conf.data_dir)
             return base / self.r.source if len(sources) > 1 else base
         return Path(self.r.mgr.cfg.data_dir) / "dumps" / f"{self.r.mgr.name}.{self.r.source}"
 

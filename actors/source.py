@@ -31,7 +31,6 @@ from events.source import (
 from mysqlkit import upstream
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
-from storage.secrets import SecretBox
 
 log = logging.getLogger("dmray.source")
 
@@ -43,7 +42,7 @@ class SourceManager:
         self.name = name
         self.store = EventStore(cfg.store_url)
         self.agg = Aggregate(self.store, source_stream(name), SourceState)
-        self.box = SecretBox.for_data_dir(cfg.data_dir)
+        self.box = cfg.secret_box()
         self._lock = asyncio.Lock()
         self._loaded = False
 
@@ -74,16 +73,20 @@ class SourceManager:
         )
 
     def _spec_of(self, src: Source, keep: SourceSpec | None) -> SourceSpec:
-        if src.password is not None:
+        if src.password is not None and not (src.password == MASKED_PASSWORD and keep):
             password_enc = self.box.encrypt(src.password)
-        else:  # absent on update: keep the stored one
+        else:  # absent or masked on update (GET, then PUT): keep the stored one
             password_enc = keep.password_enc if keep else ""
         security = None
         if src.security is not None:
+            key = src.security.ssl_key_content
+            # Sent back masked (GET, then PUT): the stored key stays.
+            key_enc = keep.security.ssl_key_content_enc \
+                if key == MASKED_PASSWORD and keep and keep.security else self.box.encrypt(key)
             security = StoredSecurity(
                 ssl_ca_content=src.security.ssl_ca_content,
                 ssl_cert_content=src.security.ssl_cert_content,
-                ssl_key_content_enc=self.box.encrypt(src.security.ssl_key_content),
+                ssl_key_content_enc=key_enc,
                 cert_allowed_cn=src.security.cert_allowed_cn or [],
             )
         return SourceSpec(
@@ -155,6 +158,23 @@ class SourceManager:
             await self.agg.record(*events)
             return self.view()
 
+    async def reseal(self) -> bool:
+        """After a key rotation: the stored secrets encrypted again with the first key."""
+        async with self._lock:
+            st = await self._ready()
+            self.box.reload()
+            if not st.exists or st.spec is None:
+                return False
+            spec = st.spec
+            sec = spec.security
+            new = spec.model_copy(update={
+                "password_enc": self.box.rotate(spec.password_enc),
+                "security": sec.model_copy(update={
+                    "ssl_key_content_enc": self.box.rotate(sec.ssl_key_content_enc)})
+                if sec else None})
+            await self.agg.record(SourceUpdated(spec=new))
+            return True
+
     async def set_enabled(self, enabled: bool) -> None:
         async with self._lock:
             st = await self._ready()
@@ -190,7 +210,7 @@ class SourceManager:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 @with_jitter  # test-only delays (DMRAY_CHAOS_JITTER_MS); the class itself when unset
 @forwards("m", SourceManager, "create", "update", "set_enabled", "set_worker", "delete", "get",
-          "schemas", "tables")
+          "schemas", "tables", "reseal")
 class SourceActor:
     """Thin Ray shell over SourceManager; on restart, __init__ replays the stream. Sources
     arrive typed (`Source`), parsed once where they enter (the API, the coordinator)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import os
 from typing import Any
@@ -21,12 +20,14 @@ from actors.config import RuntimeConfig
 from actors.forwarding import forwards
 from actors.remote import call, source_actor_name
 from actors.runner import SubtaskRunner, Superseded, empty_sync_status
+from actors.task_spec import masked, opened, resealed, same_task, sealed, target_conn
 from domain.durations import parse_go_duration, parse_start_time
 from domain.task import FINISHED, PAUSED, RUNNING, STOPPED, SubtaskState, TaskState
 from domain.task_models import OperateTaskTableStructureRequest, StartTaskRequest, Task
 from errors import (
     API_ERROR,
     META_NOT_SET,
+    SCHEMA_INVALID_SQL,
     SCHEMA_TABLE_NOT_TRACKED,
     SUBTASK_RUNNING,
     TASK_NOT_EXISTS,
@@ -45,11 +46,11 @@ from mysqlkit import upstream
 from mysqlkit.meta import drop_task_meta
 from mysqlkit.position import BinlogPosition
 from mysqlkit.routing import router_for_source
+from mysqlkit.schema.ddl import parse_create_statement
 from mysqlkit.schema.tracker import SchemaTracker, load_table
 from mysqlkit.sync import checkpoint as sync_checkpoint
 from storage.aggregate import Aggregate
 from storage.eventstore import EventStore
-from storage.secrets import SecretBox
 
 log = logging.getLogger("dmray.task")
 
@@ -67,7 +68,7 @@ class TaskManager:
         self.cfg = cfg
         self.store = EventStore(cfg.store_url)
         self.agg = Aggregate(self.store, task_stream(name), TaskState)
-        self.box = SecretBox.for_data_dir(cfg.data_dir)
+        self.box = cfg.secret_box()
         self._lock = asyncio.Lock()
         self._loaded = False
         self.runners: dict[str, SubtaskRunner] = {}
@@ -98,26 +99,21 @@ class TaskManager:
             raise TASK_NOT_EXISTS(self.name)
 
     # --- stored form ----------------------------------------------------------------
-    def stored(self, task: Task) -> dict[str, Any]:
-        return sealed(task, self.box)
+    @property
+    def document(self) -> dict[str, Any]:
+        """The stored Task, without its secrets."""
+        return self.state.spec.document if self.state.spec is not None else {}
 
     def plain(self) -> dict[str, Any]:
-        return masked(self.state.task)
+        assert self.state.spec is not None
+        return masked(self.state.spec)
 
     def task_model(self) -> Task:
-        doc = _deep_copy(self.state.task)
-        tc = doc["target_config"]
-        tc["password"] = self.box.decrypt(tc.pop("password_enc", ""))
-        return Task.model_validate(doc)
+        assert self.state.spec is not None
+        return opened(self.state.spec, self.box)
 
     def target_conn(self) -> upstream.ConnConfig:
-        tc = self.task_model().target_config
-        sec = tc.security
-        return upstream.ConnConfig(
-            host=tc.host, port=tc.port, user=tc.user, password=tc.password,
-            ssl_ca=sec.ssl_ca_content if sec else None,
-            ssl_cert=sec.ssl_cert_content if sec else None,
-            ssl_key=sec.ssl_key_content if sec else None)
+        return target_conn(self.task_model())
 
     # --- commands -------------------------------------------------------------------
     async def create(self, request_id: str, task: Task) -> dict[str, Any]:
@@ -125,8 +121,19 @@ class TaskManager:
             await self._ready_unlocked()
             if self.state.exists and self.state.request_id == request_id:
                 return self.plain()
-            await self.agg.record(TaskCreated(request_id=request_id, task=self.stored(task)))
+            await self.agg.record(TaskCreated(request_id=request_id,
+                                              task=sealed(task, self.box)))
             return self.plain()
+
+    async def reseal(self) -> bool:
+        """After a key rotation: the stored secrets encrypted again with the first key."""
+        await self.ready()
+        async with self._lock:
+            self.box.reload()
+            if self.state.spec is None:
+                return False
+            await self.agg.record(TaskUpdated(task=resealed(self.state.spec, self.box)))
+            return True
 
     async def _ready_unlocked(self) -> None:
         if not self._loaded:
@@ -139,14 +146,10 @@ class TaskManager:
             self._require()
             if self.running_sources():
                 raise SUBTASK_RUNNING(self.name)
-            if model.target_config.password == "******":  # GET then PUT round-trips
-                doc = self.stored(model)
-                doc["target_config"]["password_enc"] = \
-                    self.state.task["target_config"]["password_enc"]
-            else:
-                doc = self.stored(model)
-            if doc != self.state.task:
-                await self.agg.record(TaskUpdated(task=doc))
+            # A secret sent back masked (GET, then PUT) keeps the stored one.
+            spec = sealed(model, self.box, keep=self.state.spec)
+            if self.state.spec is None or not same_task(spec, self.state.spec, self.box):
+                await self.agg.record(TaskUpdated(task=spec))
             return self.plain()
 
     def running_sources(self) -> list[str]:
@@ -168,7 +171,7 @@ class TaskManager:
             await self.agg.record(TaskDeleted())
 
     def meta_schema(self) -> str:
-        return str(self.state.task.get("meta_schema") or "dm_meta")
+        return str(self.document.get("meta_schema") or "dm_meta")
 
     def _select(self, sources: list[str] | None) -> list[str]:
         names = self.state.source_names()
@@ -184,7 +187,7 @@ class TaskManager:
         mode duration as Go writes it."""
         await self.ready()
         self._require()
-        start_time = parse_start_time(req.start_time, self.state.task.get("timezone")) \
+        start_time = parse_start_time(req.start_time, self.document.get("timezone")) \
             if req.start_time else None
         safe_s = parse_go_duration(req.safe_mode_time_duration) \
             if req.safe_mode_time_duration else 0.0
@@ -195,7 +198,7 @@ class TaskManager:
         await self.ready()
         async with self._lock:
             self._require()
-            mode = self.state.task["task_mode"]
+            mode = self.document["task_mode"]
             chosen = self._select(sources)
             if mode == "incremental" and start_time is None:
                 await self._require_meta(chosen, remove_meta)
@@ -385,7 +388,16 @@ class TaskManager:
             if not (req.sql_content or "").strip():
                 raise API_ERROR("sql_content must be a CREATE TABLE statement when "
                                 "schema_source is sql")
-            return str(req.sql_content)
+            sql = str(req.sql_content)
+            try:
+                ddl = parse_create_statement(sql)
+            except ValueError as exc:
+                raise SCHEMA_INVALID_SQL(sql, cause=str(exc)) from None
+            if ddl.table.lower() != table.lower() or ddl.schema.lower() not in ("",
+                                                                               schema.lower()):
+                given = f"`{ddl.schema}`.`{ddl.table}`" if ddl.schema else f"`{ddl.table}`"
+                raise API_ERROR(f"sql_content creates {given}, not `{schema}`.`{table}`")
+            return sql
         if req.sql_content:
             raise API_ERROR(f"sql_content is not allowed with schema_source "
                             f"{req.schema_source}")
@@ -410,7 +422,7 @@ class TaskManager:
             runner = self.runners.get(source)
             out.append(_subtask_status(self.name, st, workers.get(source, ""), runner,
                                        self.last_progress.get(source),
-                                       UNITS[self.state.task.get("task_mode", "full")]))
+                                       UNITS[self.document.get("task_mode", "full")]))
         return out
 
 
@@ -454,30 +466,10 @@ def _pos(st: SubtaskState) -> str:
     return f"({st.binlog_name}, {st.binlog_pos})" if st.binlog_name else ""
 
 
-def _deep_copy(doc: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(doc)
-
-
-def sealed(task: Task, box: SecretBox) -> dict[str, Any]:
-    """A Task as the log keeps it: the target password encrypted."""
-    doc = task.dump()
-    tc = doc["target_config"]
-    tc["password_enc"] = box.encrypt(tc.pop("password", ""))
-    return doc
-
-
-def masked(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored Task as responses show it: the password masked, as for sources."""
-    out = copy.deepcopy(doc)
-    out["target_config"].pop("password_enc", None)
-    out["target_config"]["password"] = "******"
-    return out
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 @with_jitter
 @forwards("m", TaskManager, "create", "update", "delete", "start", "start_request", "stop",
-          "schema_op", "relocate")
+          "schema_op", "relocate", "reseal")
 class TaskActor:
     """Thin Ray shell over TaskManager; on restart it resumes its running subtasks. Tasks
     arrive typed (`Task`), parsed once where they enter."""

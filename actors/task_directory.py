@@ -11,7 +11,13 @@ import ray
 
 from actors.handles import task_actor
 from actors.remote import call
-from actors.task import masked, sealed
+from actors.task_spec import (
+    masked,
+    masks_secrets,
+    sealed,
+    target_conn,
+    with_stored_secrets,
+)
 from domain.cluster import ClusterState
 from domain.task import PAUSED, RUNNING
 from domain.task_models import StartTaskRequest, Task
@@ -79,17 +85,41 @@ class TaskDirectory:
         return dict(zip(names, conns, strict=True))
 
     async def _check(self, task: Task) -> str:
+        full = task.source_config.full_migrate_conf
+        if full is not None and full.data_dir:  # where a dump writes, a load reads
+            self.core.cfg.inside_roots("data_dir", full.data_dir)
         sources = [c.source_name for c in task.source_config.source_conf]
         for s in sources:
             self.core.require_source(s)
             BinlogFilter(task, router_for_source(task, s))  # bad rules or filters: 400 now
-        tc = task.target_config
-        target = upstream.ConnConfig(host=tc.host, port=tc.port, user=tc.user,
-                                     password=tc.password)
-        result = await precheck(task, await self.source_conns(sources), target)
+        conns = await self.source_conns(sources)
+        await self._refuse_self_copy(task, conns)
+        result = await precheck(task, conns, target_conn(task))
         if not result.passed:
             raise result.to_error()
         return result.text()
+
+    async def _refuse_self_copy(self, task: Task,
+                                conns: dict[str, upstream.ConnConfig]) -> None:
+        """A source that is the target server itself, with a table routed onto itself,
+        would have the task write every row over its own source: refused. Unreachable
+        servers are left to the precheck and the start."""
+        try:
+            target = await upstream.verify(target_conn(task))
+        except DMError:
+            return
+        for name, conn in conns.items():
+            try:
+                same = (await upstream.verify(conn)).same_server(target)
+            except DMError:
+                continue
+            if not same:
+                continue
+            for src, tgt in await migrate_targets(conn, router_for_source(task, name)):
+                if (src.schema, src.table) == (tgt.schema, tgt.table):
+                    raise API_ERROR(f"source {name} is the target server itself and task "
+                                    f"{task.name} would migrate {src} onto itself; route it "
+                                    "to another schema or table")
 
     async def create_task(self, request_id: str, task: Task | dict[str, Any]) -> dict[str, Any]:
         model = as_task(task)
@@ -117,11 +147,10 @@ class TaskDirectory:
         async with self.core.name_locks["task:" + name]:
             self._require_task(name)
             actor = self.actor(name)
-            if model.target_config.password == "******":
+            if masks_secrets(model):
+                # Sent back masked (GET, then PUT): the precheck connects with the stored.
                 stored = await call(actor.task_model.remote())
-                tc = model.target_config.model_copy(
-                    update={"password": stored.target_config.password})
-                model = model.model_copy(update={"target_config": tc})
+                model = with_stored_secrets(model, stored)
             check = await self._check(model)
             body = await call(actor.update.remote(given))
             sources = [c.source_name for c in model.source_config.source_conf]
@@ -277,8 +306,9 @@ class TaskDirectory:
         async with self.core.lock:
             if model.name in self.state.templates and not overwrite:
                 raise TEMPLATE_EXISTS(model.name)
-            await self.core.agg.record(TemplateSet(name=model.name,
-                                                   task=sealed(model, self.core.box)))
+            keep = self.state.templates.get(model.name)
+            await self.core.agg.record(TemplateSet(
+                name=model.name, task=sealed(model, self.core.box, keep=keep)))
         return masked(self.state.templates[model.name])
 
     async def list_templates(self) -> list[dict[str, Any]]:
@@ -300,7 +330,8 @@ class TaskDirectory:
         async with self.core.lock:
             if name not in self.state.templates:
                 raise TEMPLATE_NOT_EXISTS(name)
-            await self.core.agg.record(TemplateSet(name=name, task=sealed(model, self.core.box)))
+            await self.core.agg.record(TemplateSet(
+                name=name, task=sealed(model, self.core.box, keep=self.state.templates[name])))
         return masked(self.state.templates[name])
 
     async def delete_template(self, name: str) -> None:

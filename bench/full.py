@@ -39,48 +39,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common_repl import start_dmray  # noqa: E402
+from serve_app.procfs import descendants, read_stat, start_time  # noqa: E402
 from testbed.mariadb import MariaDBServer, start_servers  # noqa: E402
 from testbed.ports import free_port  # noqa: E402
 
 SCHEMA = "sbtest"
-_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def cpu_s(pid: int, children: bool = False) -> float:
     """utime + stime of a process (and of its reaped children)."""
-    f = _stat(pid)
-    if f is None:
-        return 0.0
-    fields = (11, 12, 13, 14) if children else (11, 12)
-    return sum(int(f[i]) for i in fields) / _TCK
+    st = read_stat(pid)
+    return 0.0 if st is None else st.cpu_s(children)
 
 
-def descendants(root: int) -> dict[int, str]:
+def started_tree(root: int) -> dict[int, str]:
     """pid -> start time of every living descendant of `root`, itself included."""
-    kids: dict[int, list[int]] = {}
-    start: dict[int, str] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and (f := _stat(int(d.name))) is not None:
-            kids.setdefault(int(f[1]), []).append(int(d.name))
-            start[int(d.name)] = f[19]
-    out, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in start:
-            out[pid] = start[pid]
-            todo += kids.get(pid, [])
-    return out
+    return {pid: t for pid in [root, *descendants(root)] if (t := start_time(pid)) is not None}
 
 
 def tree_cpu_s(root: int) -> float:
-    return sum(cpu_s(pid, children=True) for pid in descendants(root))
+    return sum(cpu_s(pid, children=True) for pid in started_tree(root))
 
 
 def binlog_bytes(server: MariaDBServer) -> int:
@@ -185,7 +163,7 @@ def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int, cpu: Cpu) ->
                 raise SystemExit(f"dmray paused: {st.get('error_msg')}")
             time.sleep(0.1)
     finally:
-        tree = descendants(proc.pid)
+        tree = started_tree(proc.pid)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
@@ -194,7 +172,7 @@ def run_dmray(src: MariaDBServer, tgt: MariaDBServer, threads: int, cpu: Cpu) ->
         # Some of Ray's helpers (Serve's HAProxy) live in sessions of their own and would
         # outlive the server: stop those of this run (same pid and start time) too.
         time.sleep(1)
-        for pid, started in descendants(1).items():
+        for pid, started in started_tree(1).items():
             if tree.get(pid) == started:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -59,6 +59,7 @@ from bench.common_repl import (  # noqa: E402
     stop_dmray,
     stop_native,
 )
+from serve_app.procfs import processes, read_stat  # noqa: E402
 from testbed.mariadb import MariaDBServer, start_servers  # noqa: E402
 from testbed.ports import free_port  # noqa: E402
 
@@ -105,19 +106,10 @@ def run_dmray(src: MariaDBServer, tgt: MariaDBServer, tables: list[str], start: 
 def _session_cpu(sid: int) -> dict[str, float]:
     """CPU seconds (user + system) per process name of the session `sid` (the `dmray
     serve` process and everything it started: Ray's daemons and workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = collections.defaultdict(float)
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            text = (d / "stat").read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid:  # field 6 of stat: the session id
-            out[name] += (int(fields[11]) + int(fields[12])) / tick
+    for st in processes():
+        if st.session == sid:
+            out[st.comm] += st.cpu_s()
     return out
 
 
@@ -220,10 +212,9 @@ def _cpu(src: MariaDBServer, tgt: MariaDBServer) -> list[float]:
     """[own user s, own sys s, source server s, target server s]."""
     t = os.times()
     out = [t.user, t.system]
-    tick = os.sysconf("SC_CLK_TCK")
     for server in (src, tgt):
-        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out.append((int(fields[11]) + int(fields[12])) / tick)
+        st = read_stat(server.pid)
+        out.append(st.cpu_s() if st is not None else 0.0)
     return out
 
 

@@ -22,10 +22,13 @@ from events.cluster import (
     TaskSourcesChanged,
     TemplateRemoved,
     TemplateSet,
+    TokenCreated,
+    TokenRevoked,
     TopologySet,
     WorkerRegistered,
     WorkerRemoved,
 )
+from events.task import TaskSpec
 
 
 class WorkerInfo(BaseModel):
@@ -33,6 +36,13 @@ class WorkerInfo(BaseModel):
     node_key: str
     slot: int
     addr: str
+
+
+class TokenInfo(BaseModel):
+    token_id: str
+    name: str
+    digest: str
+    created_at: str
 
 
 class MasterInfo(BaseModel):
@@ -43,7 +53,7 @@ class MasterInfo(BaseModel):
 
 class ClusterState(StreamState):
     state_type = "cluster"
-    state_version = 1
+    state_version = 2
 
     cluster_id: int = 0
     topology: dict[str, Any] | None = None
@@ -54,9 +64,10 @@ class ClusterState(StreamState):
     bindings: dict[str, str] = {}  # source name → worker name
     tasks: dict[str, list[str]] = {}  # task name → its sources (one subtask each)
     task_requests: dict[str, str] = {}  # task name → request id of its create
-    templates: dict[str, dict[str, Any]] = {}  # stored form: target password encrypted
+    templates: dict[str, TaskSpec] = {}
     # worker name → the relay it runs: {source, relay_dir, binlog_name, binlog_pos, gtid}
     relays: dict[str, dict[str, Any]] = {}
+    tokens: dict[str, TokenInfo] = {}  # API tokens by id
     # Name counters only grow, so a removed worker's name is never handed out again.
     worker_seq: int = 0
     master_seq: int = 0
@@ -117,6 +128,11 @@ class ClusterState(StreamState):
                 self.templates[ev.name] = ev.task
             case TemplateRemoved():
                 self.templates.pop(ev.name, None)
+            case TokenCreated():
+                self.tokens[ev.token_id] = TokenInfo(token_id=ev.token_id, name=ev.name,
+                                                     digest=ev.digest, created_at=ev.created_at)
+            case TokenRevoked():
+                self.tokens.pop(ev.token_id, None)
 
     # --- queries ------------------------------------------------------------------
     def worker_for_slot(self, node_key: str, slot: int) -> WorkerInfo | None:

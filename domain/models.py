@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from domain.names import BinlogFile, SourceName
+
 MASKED_PASSWORD = "******"
 
 
@@ -23,14 +25,16 @@ class Security(_Model):
 
 
 class Purge(_Model):
-    interval: StrictInt = 3600
-    expires: StrictInt = 0
-    remain_space: StrictInt = 15
+    # seconds between purge runs; hours a relay file is kept (0: no limit); GB of free
+    # disk below which the oldest files go (0: no limit)
+    interval: StrictInt = Field(default=3600, ge=1)
+    expires: StrictInt = Field(default=0, ge=0)
+    remain_space: StrictInt = Field(default=15, ge=0)
 
 
 class RelayConfig(_Model):
     enable_relay: StrictBool | None = None
-    relay_binlog_name: StrictStr | None = None
+    relay_binlog_name: BinlogFile | None = None
     relay_binlog_gtid: StrictStr | None = None
     relay_dir: StrictStr = "./relay_log"
 
@@ -52,7 +56,7 @@ class SourceStatus(_Model):
 
 
 class Source(_Model):
-    source_name: StrictStr = Field(min_length=1)
+    source_name: SourceName
     host: StrictStr = Field(min_length=1)
     port: StrictInt = Field(ge=1, le=65535)
     user: StrictStr = Field(min_length=1)
@@ -123,7 +127,7 @@ class ClusterInfo(_Model):
 
 class EnableRelayRequest(_Model):
     worker_name_list: list[StrictStr] | None = None
-    relay_binlog_name: StrictStr | None = None
+    relay_binlog_name: BinlogFile | None = None
     relay_binlog_gtid: StrictStr | None = None
     relay_dir: StrictStr | None = None
 
@@ -133,5 +137,5 @@ class DisableRelayRequest(_Model):
 
 
 class PurgeRelayRequest(_Model):
-    relay_binlog_name: StrictStr = Field(min_length=1)
+    relay_binlog_name: BinlogFile = Field(min_length=1)
     relay_dir: StrictStr | None = None

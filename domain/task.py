@@ -15,6 +15,7 @@ from events.task import (
     SubtaskStageChanged,
     TaskCreated,
     TaskDeleted,
+    TaskSpec,
     TaskUpdated,
 )
 
@@ -42,25 +43,25 @@ class SubtaskState(BaseModel):
 
 class TaskState(StreamState):
     state_type = "task"
-    state_version = 1
+    state_version = 2
 
     exists: bool = False
     request_id: str = ""
-    task: dict[str, Any] = {}
+    spec: TaskSpec | None = None
     subtasks: dict[str, SubtaskState] = {}
 
     def apply(self, ev: DomainEvent) -> None:
         match ev:
             case TaskCreated():
-                self.exists, self.request_id, self.task = True, ev.request_id, ev.task
-                self.subtasks = {s: SubtaskState(source_name=s) for s in _sources(ev.task)}
+                self.exists, self.request_id, self.spec = True, ev.request_id, ev.task
+                self.subtasks = {s: SubtaskState(source_name=s) for s in ev.task.sources}
             case TaskUpdated():
-                self.task = ev.task
+                self.spec = ev.task
                 keep = self.subtasks
                 self.subtasks = {s: keep.get(s) or SubtaskState(source_name=s)
-                                 for s in _sources(ev.task)}
+                                 for s in ev.task.sources}
             case TaskDeleted():
-                self.exists, self.task, self.subtasks = False, {}, {}
+                self.exists, self.spec, self.subtasks = False, None, {}
             case SubtaskStageChanged():
                 st = self.subtasks.get(ev.source_name)
                 if st is not None:
@@ -93,7 +94,3 @@ class TaskState(StreamState):
 
     def source_names(self) -> list[str]:
         return list(self.subtasks)
-
-
-def _sources(task: dict[str, Any]) -> list[str]:
-    return [c["source_name"] for c in task.get("source_config", {}).get("source_conf", [])]

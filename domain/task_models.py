@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from domain.models import Security
+from domain.names import BinlogFile, MetaSchema, SourceName, TaskName
 
 TaskMode = Literal["full", "incremental", "all", "dump", "load"]
 TaskStage = Literal["Stopped", "Running", "Finished", "Paused"]
@@ -49,7 +50,7 @@ class TaskBinLogFilterRule(_Model):
 
 
 class TaskTableMigrateRuleSource(_Model):
-    source_name: StrictStr = Field(min_length=1)
+    source_name: SourceName
     schema_: StrictStr = Field(alias="schema", min_length=1)
     # May be empty: the whole schema, as DM's converter writes a `do-dbs` entry.
     table: StrictStr
@@ -76,7 +77,7 @@ class TaskFullMigrateConf(_Model):
     disk_quota: StrictStr | None = None
     checksum: Literal["required", "optional", "off"] | None = None
     analyze: Literal["required", "optional", "off"] | None = None
-    range_concurrency: StrictInt | None = None
+    range_concurrency: StrictInt | None = Field(default=None, ge=0)
     compress_kv_pairs: StrictStr | None = Field(default=None, alias="compress-kv-pairs")
     pd_addr: StrictStr | None = None
     security: Security | None = None
@@ -91,8 +92,8 @@ class TaskIncrMigrateConf(_Model):
 
 
 class TaskSourceConf(_Model):
-    source_name: StrictStr = Field(min_length=1)
-    binlog_name: StrictStr | None = None
+    source_name: SourceName
+    binlog_name: BinlogFile | None = None
     binlog_pos: StrictInt | None = Field(default=None, ge=0)
     binlog_gtid: StrictStr | None = None
 
@@ -104,11 +105,11 @@ class TaskSourceConfig(_Model):
 
 
 class Task(_Model):
-    name: StrictStr = Field(min_length=1)
+    name: TaskName
     task_mode: TaskMode
     shard_mode: Literal["pessimistic", "optimistic"] | None = None
     strict_optimistic_shard_mode: StrictBool = False
-    meta_schema: StrictStr = "dm_meta"
+    meta_schema: MetaSchema = "dm_meta"
     timezone: StrictStr | None = None
     enhance_online_schema_change: StrictBool = True
     on_duplicate: OnDuplicate = "replace"
@@ -164,3 +165,65 @@ class OperateTaskTableStructureRequest(_Model):
     sql_content: StrictStr | None = None
     flush: StrictBool = True
     sync: StrictBool = True
+
+
+# --- responses (what dm.json declares; the routes answer plain dicts of these shapes) ----
+class OperateTaskResponse(_Model):
+    task: Task
+    check_result: StrictStr
+
+
+class GetTaskListResponse(_Model):
+    total: StrictInt
+    data: list[Task]
+
+
+class SubTaskStatus(_Model):
+    name: StrictStr
+    source_name: StrictStr
+    worker_name: StrictStr | None = None
+    stage: StrictStr
+    unit: StrictStr | None = None
+    error_msg: StrictStr | None = None
+    unresolved_ddl_lock_id: StrictStr | None = None
+    dump_status: dict[str, Any] | None = None
+    load_status: dict[str, Any] | None = None
+    sync_status: dict[str, Any] | None = None
+
+
+class GetTaskStatusResponse(_Model):
+    total: StrictInt
+    data: list[SubTaskStatus]
+
+
+class TaskMigrateTarget(_Model):
+    source_schema: StrictStr
+    source_table: StrictStr
+    target_schema: StrictStr
+    target_table: StrictStr
+
+
+class GetTaskMigrateTargetsResponse(_Model):
+    total: StrictInt
+    data: list[TaskMigrateTarget]
+
+
+class TaskTableStructure(_Model):
+    schema_name: StrictStr
+    table_name: StrictStr
+    schema_create_sql: StrictStr
+
+
+class ConverterTaskResponse(_Model):
+    task: Task
+    task_config_file: StrictStr
+
+
+class TaskTemplateFailure(_Model):
+    task_name: StrictStr
+    error_msg: StrictStr
+
+
+class TaskTemplateImportResponse(_Model):
+    success_task_list: list[StrictStr]
+    failed_task_list: list[TaskTemplateFailure]

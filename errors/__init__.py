@@ -8,6 +8,7 @@ always render `[code=…:class=…:scope=…:level=…], Message: …`. `family`
 
 from errors.codes import (
     API_ERROR,
+    AUTH_REQUIRED,
     BINLOG_DECODE,
     BINLOG_NO_START,
     BINLOG_PURGED,
@@ -16,6 +17,7 @@ from errors.codes import (
     CHECK_ITEM_NOT_SUPPORTED,
     CHECKPOINT_INVALID,
     CONFIG_INVALID,
+    CROSS_SITE_REFUSED,
     DB_DRIVER,
     DUMP_GLOBAL_LOCK,
     DUMP_ROW_TOO_LARGE,
@@ -72,6 +74,7 @@ from errors.family import (
 
 __all__ = [
     "API_ERROR",
+    "AUTH_REQUIRED",
     "BINLOG_DECODE",
     "BINLOG_NO_START",
     "BINLOG_PURGED",
@@ -80,6 +83,7 @@ __all__ = [
     "CHECKPOINT_INVALID",
     "CHECK_ITEM_NOT_SUPPORTED",
     "CONFIG_INVALID",
+    "CROSS_SITE_REFUSED",
     "DB_DRIVER",
     "DUMP_GLOBAL_LOCK",
     "DUMP_ROW_TOO_LARGE",

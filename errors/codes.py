@@ -38,6 +38,9 @@ SUBTASK_RUNNING = ErrorCode(46035, "subtask of task {} is running, can not updat
 API_ERROR = ErrorCode(49001, "{}", ErrScope.INTERNAL, ErrLevel.HIGH)
 STORE_CONFLICT = ErrorCode(49001, "concurrent update of {}, please retry", ErrScope.INTERNAL,
                            ErrLevel.MEDIUM)
+# Not in DM (its API has no authentication): the same envelope, with HTTP 401 and 403.
+AUTH_REQUIRED = ErrorCode(49401, "{}", ErrScope.INTERNAL, ErrLevel.MEDIUM)
+CROSS_SITE_REFUSED = ErrorCode(49403, "{}", ErrScope.INTERNAL, ErrLevel.MEDIUM)
 
 # --- dump/load (mysqlkit) ---
 # DM's own codes where DM has one (dump unit 32001+, load unit 34001+); dmray's additions

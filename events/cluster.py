@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from events.base import DomainEvent, event
+from events.base import DomainEvent, JsonDict, event, registry
+from events.task import TaskSpec, spec_from_v1
 
 CLUSTER_STREAM = "cluster"
 
@@ -107,8 +108,14 @@ class TaskRemoved(DomainEvent):
 @event
 class TemplateSet(DomainEvent):
     event_type = "cluster.template_set"
+    schema_version = 2
     name: str
-    task: dict[str, Any]
+    task: TaskSpec
+
+
+@registry.upcaster("cluster.template_set", 1)
+def _template_v1(payload: JsonDict) -> JsonDict:
+    return {**payload, "task": spec_from_v1(payload["task"])}
 
 
 @event
@@ -137,3 +144,21 @@ class RelayStopped(DomainEvent):
     event_type = "cluster.relay_stopped"
     source_name: str
     worker_name: str
+
+
+@event
+class TokenCreated(DomainEvent):
+    """An API token, as its SHA-256 digest (domain/tokens.py); the token itself is only
+    ever shown to whoever asked for it."""
+
+    event_type = "cluster.token_created"
+    token_id: str
+    name: str
+    digest: str
+    created_at: str  # ISO 8601, UTC
+
+
+@event
+class TokenRevoked(DomainEvent):
+    event_type = "cluster.token_revoked"
+    token_id: str

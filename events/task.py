@@ -1,28 +1,96 @@
-"""Events of a task's stream, owned by its task actor. The task body is stored as DM's
-Task document with the target password encrypted (`target_config.password_enc`)."""
+"""Events of a task's stream, owned by its task actor. A task is stored as a `TaskSpec`:
+DM's Task document with its secrets taken out of it and sealed."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from events.base import DomainEvent, event
+from pydantic import BaseModel, ConfigDict
+
+from events.base import DomainEvent, JsonDict, event, registry
 
 
 def task_stream(name: str) -> str:
     return f"task:{name}"
 
 
+# Where a DM Task document holds secrets, as dotted paths.
+SECRET_FIELDS = ("target_config.password", "target_config.security.ssl_key_content",
+                 "source_config.full_migrate_conf.security.ssl_key_content")
+
+
+class TaskSpec(BaseModel):
+    """A task as the log keeps it; never holds a plain secret. `document` is DM's Task
+    without the fields of SECRET_FIELDS, which `sealed` holds encrypted."""
+
+    model_config = ConfigDict(frozen=True)
+    document: dict[str, Any]
+    sealed: dict[str, str] = {}
+    # Secrets that schema version 1 kept in the clear (a TLS key): read until the task or
+    # template is written again, never written.
+    unsealed: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.document.get("name", ""))
+
+    @property
+    def task_mode(self) -> str:
+        return str(self.document.get("task_mode", "full"))
+
+    @property
+    def sources(self) -> list[str]:
+        conf = self.document.get("source_config", {}).get("source_conf", [])
+        return [c["source_name"] for c in conf]
+
+
+def take_field(doc: JsonDict, path: str) -> str | None:
+    """Remove the field at dotted `path` from `doc` and return it (None: not there)."""
+    *parents, last = path.split(".")
+    node: Any = doc
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node:
+        return None
+    return str(node.pop(last) or "")
+
+
+def spec_from_v1(doc: JsonDict) -> JsonDict:
+    """Schema version 1 stored the document itself: the password encrypted in it as
+    `target_config.password_enc`, the other secrets in the clear."""
+    document = copy.deepcopy(doc)
+    sealed = {}
+    enc = take_field(document, "target_config.password_enc")
+    if enc:
+        sealed["target_config.password"] = enc
+    unsealed = {}
+    for path in SECRET_FIELDS[1:]:
+        plain = take_field(document, path)
+        if plain:
+            unsealed[path] = plain
+    return {"document": document, "sealed": sealed, "unsealed": unsealed}
+
+
 @event
 class TaskCreated(DomainEvent):
     event_type = "task.created"
+    schema_version = 2
     request_id: str
-    task: dict[str, Any]
+    task: TaskSpec
 
 
 @event
 class TaskUpdated(DomainEvent):
     event_type = "task.updated"
-    task: dict[str, Any]
+    schema_version = 2
+    task: TaskSpec
+
+
+@registry.upcaster("task.created", 1)
+@registry.upcaster("task.updated", 1)
+def _task_v1(payload: JsonDict) -> JsonDict:
+    return {**payload, "task": spec_from_v1(payload["task"])}
 
 
 @event

@@ -76,6 +76,13 @@ class ServerInfo:
     binlog_format: str
     binlog_row_image: str
     gtid_mode: str  # MySQL's @@gtid_mode; "" where it does not exist (MariaDB)
+    hostname: str = ""  # @@hostname and @@port: with server_id, which server this is
+    port: int = 0
+
+    def same_server(self, other: ServerInfo) -> bool:
+        """Whether two connections reach one server, however they were addressed."""
+        return (self.server_id, self.hostname, self.port) == (other.server_id,
+                                                              other.hostname, other.port)
 
 
 # --- error translation ---------------------------------------------------------------------
@@ -233,7 +240,7 @@ async def open_conn(
 # --- queries -------------------------------------------------------------------------------
 
 _VARIABLES = ("version_comment", "server_id", "log_bin", "binlog_format", "binlog_row_image",
-              "gtid_mode")
+              "gtid_mode", "hostname", "port")
 
 
 async def verify(cfg: ConnConfig, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ServerInfo:
@@ -257,6 +264,8 @@ async def verify(cfg: ConnConfig, connect_timeout: float = DEFAULT_CONNECT_TIMEO
         binlog_format=var.get("binlog_format", "").upper(),
         binlog_row_image=var.get("binlog_row_image", "").upper(),
         gtid_mode=var.get("gtid_mode", "").upper(),
+        hostname=var.get("hostname", ""),
+        port=int(var.get("port") or 0),
     )
 
 

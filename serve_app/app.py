@@ -8,6 +8,8 @@ from fastapi import APIRouter, FastAPI
 from ray import serve
 
 from serve_app import errors
+from serve_app.auth import AuthGate
+from serve_app.readmodel import read_model
 from serve_app.routes import cluster, sources, tasks
 
 API_PREFIX = "/api/v1"
@@ -30,7 +32,14 @@ def build_app() -> FastAPI:
     api.include_router(tasks.router)
     app.include_router(api)
     errors.install(app)
+    errors.document_errors(app)
+    app.add_middleware(AuthGate, policy=_auth_policy)
     return app
+
+
+async def _auth_policy() -> tuple[bool, dict[str, str]]:
+    auth = (await read_model.current()).get("auth") or {}
+    return bool(auth.get("required")), dict(auth.get("digests") or {})
 
 
 app = build_app()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,12 +19,24 @@ def _root() -> None:
     """dmray: DM-compatible data migration on Ray."""
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @app.command()
 def serve(
     data_dir: Annotated[Path, typer.Option(help="where the SQLite event log and keys live")] = Path(
         "./dmray-data"),
     port: Annotated[int, typer.Option(help="HTTP port of the DM API")] = 8261,
-    host: Annotated[str, typer.Option(help="HTTP listen address")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(
+        help="HTTP listen address; beyond loopback (e.g. 0.0.0.0) every request needs a "
+             "token, and the server refuses to start before one exists "
+             "(dmray token create)")] = "127.0.0.1",
     address: Annotated[str | None, typer.Option(
         help="join this Ray cluster (e.g. auto, or ip:6379) instead of starting one")] = None,
     store_url: Annotated[str | None, typer.Option(envvar="DMRAY_STORE_URL",
@@ -32,6 +46,17 @@ def serve(
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a locally started Ray")] = None,
     stop_timeout: Annotated[float, typer.Option(
         help="seconds a SIGINT/SIGTERM gives the clean shutdown before killing")] = 15.0,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="serve the API over HTTPS with this certificate (PEM; with --tls-key)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="the private key of --tls-cert (PEM)")] = None,
+    secret_key_file: Annotated[Path | None, typer.Option(
+        envvar="DMRAY_SECRET_KEY_FILE",
+        help="the keys that seal passwords and TLS keys (default: ~/.config/dmray/keys/, "
+             "or secret.key in --data-dir where an earlier version made it)")] = None,
+    file_root: Annotated[list[Path] | None, typer.Option(
+        help="a directory besides --data-dir where requests may name a relay dir or a "
+             "dump's data_dir (repeatable)")] = None,
 ) -> None:
     """Start a local Ray (or join one) and serve the DM API under /api/v1.
 
@@ -39,6 +64,7 @@ def serve(
     code 0; past that, or at a second signal, its processes are killed and it exits at
     once (code 1, or 128 + the signal number)."""
     from actors.config import RuntimeConfig
+    from actors.token_directory import stored_token_count
     from serve_app import rayenv, server
 
     stopper = server.Stopper(stop_timeout, say=lambda msg: console.print(msg))
@@ -46,15 +72,26 @@ def serve(
     stopper.install()  # from the start: a signal during the startup aborts it
     try:
         cfg = RuntimeConfig.build(data_dir, store_url, port=port,
-                                  workers_per_node=workers_per_node)
+                                  workers_per_node=workers_per_node,
+                                  file_roots=[str(p) for p in file_root or []],
+                                  secret_key_file=str(secret_key_file or "") or None,
+                                  auth_required=not is_loopback(host))
+        if cfg.auth_required and not asyncio.run(stored_token_count(cfg.store_url)):
+            console.print(
+                f"[red]refusing to listen on {host}[/]: beyond loopback every request needs a "
+                "token and none exists yet. Start on 127.0.0.1, run `dmray token create "
+                f"--data-dir {data_dir}`, then start again with --host {host}.")
+            raise typer.Exit(2)
+        tls = _tls_files(tls_cert, tls_key, joined=bool(address))
         stopper.owns_ray = not address  # already while ray.init starts it
-        stopper.owns_ray = server.init_ray(address, num_cpus)
+        stopper.owns_ray = server.init_ray(address, num_cpus, haproxy=tls is None)
         stopper.install()  # ray.init installs a SIGTERM handler of its own
         ray_address = server.gcs_address()
         rayenv.write_address(cfg.data_dir, ray_address)  # for `dmray status`, drivers
-        server.start(cfg, host=host)
+        server.start(cfg, host=host, tls=tls)
         stopper.serving = True
-        console.print(f"[green]dmray[/] serving the DM API on http://{host}:{port}/api/v1 "
+        scheme = "https" if tls else "http"
+        console.print(f"[green]dmray[/] serving the DM API on {scheme}://{host}:{port}/api/v1 "
                       f"(docs: /api/v1/docs, data dir: {cfg.data_dir})")
         stopper.wait()
     except KeyboardInterrupt:
@@ -67,6 +104,28 @@ def serve(
     if code == 0:
         console.print("dmray stopped")
     raise typer.Exit(code)
+
+
+def _tls_files(cert: Path | None, key: Path | None,
+               joined: bool) -> tuple[str, str] | None:
+    """The API's TLS files, checked before anything starts."""
+    import os
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        console.print("[red]--tls-cert and --tls-key go together[/]")
+        raise typer.Exit(2)
+    for path in (cert, key):
+        if not path.is_file():
+            console.print(f"[red]no such file: {path}[/]")
+            raise typer.Exit(2)
+    if joined and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        # Serve's HAProxy frontend speaks plain HTTP: the certificate would not be used.
+        console.print("[red]--tls-cert needs Serve's Python proxy: start the cluster's Ray "
+                      "without RAY_SERVE_ENABLE_HA_PROXY=1[/]")
+        raise typer.Exit(2)
+    return str(cert.resolve()), str(key.resolve())
 
 
 @app.command()
@@ -120,6 +179,120 @@ def join(
     cfg = ray.get(coordinator.config.remote())
     names = start_local_workers(coordinator, cfg, workers_per_node, node_id=node_id)
     console.print(f"[green]dmray[/] workers on this node: {', '.join(names)}")
+
+
+token_app = typer.Typer(help="API tokens: create, list, revoke (needs the server running).")
+app.add_typer(token_app, name="token")
+
+DataDirOpt = Annotated[Path, typer.Option(
+    help="the data dir of the `dmray serve` to manage")]
+AddressOpt = Annotated[str | None, typer.Option(
+    help="the Ray cluster (GCS address); default: RAY_ADDRESS, else the one the server in "
+         "--data-dir runs on")]
+
+
+def _coordinator(data_dir: Path, address: str | None) -> Any:
+    import os
+
+    from actors.bootstrap import connect
+    from serve_app import rayenv
+
+    target = address or os.environ.get("RAY_ADDRESS") or rayenv.read_address(data_dir)
+    if not target:
+        console.print(f"no running dmray serve in {data_dir} (no "
+                      f"{rayenv.address_file(data_dir)}): give --data-dir or --address")
+        raise typer.Exit(1)
+    rayenv.use_token_auth()
+    return connect(target)
+
+
+def _call(method: Any, *args: object) -> Any:
+    import ray
+
+    from errors import DMError
+
+    try:
+        return ray.get(method.remote(*args))
+    except DMError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="what the token is for (letters, digits, -_.)")],
+    data_dir: DataDirOpt = Path("./dmray-data"),
+    address: AddressOpt = None,
+) -> None:
+    """Make a token and print it (once: the server keeps only its digest)."""
+    from domain.tokens import make_token
+
+    coordinator = _coordinator(data_dir, address)
+    new = make_token()
+    _call(coordinator.create_token, new.token_id, name, new.digest)
+    console.print(f"token {new.token_id} ({name}) created; send it as "
+                  "'Authorization: Bearer <token>'. It is shown only now:")
+    print(new.token)
+
+
+@token_app.command("list")
+def token_list(data_dir: DataDirOpt = Path("./dmray-data"), address: AddressOpt = None) -> None:
+    """The live tokens: id, name, creation time (never the token)."""
+    coordinator = _coordinator(data_dir, address)
+    rows = _call(coordinator.list_tokens)
+    for row in rows:
+        print(f"{row['token_id']}  {row['name']}  {row['created_at']}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ref: Annotated[str, typer.Argument(help="a token id, or a name (all its tokens)")],
+    data_dir: DataDirOpt = Path("./dmray-data"),
+    address: AddressOpt = None,
+) -> None:
+    """Revoke a token: requests carrying it are refused from now on."""
+    coordinator = _coordinator(data_dir, address)
+    ids = _call(coordinator.revoke_token, ref)
+    if not ids:
+        console.print(f"no token with id or name {ref!r}")
+        raise typer.Exit(1)
+    console.print(f"revoked: {', '.join(ids)}")
+
+
+secrets_app = typer.Typer(help="The keys that seal the stored secrets.")
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    data_dir: DataDirOpt = Path("./dmray-data"),
+    address: AddressOpt = None,
+    keep_old: Annotated[bool, typer.Option(
+        help="keep the old keys in the file after the re-seal (they still decrypt)")] = False,
+) -> None:
+    """A new key: every stored secret (sources, tasks, templates) sealed again with it,
+    then the old keys dropped from the key file. Other nodes need the new file."""
+    from cryptography.fernet import Fernet
+
+    from storage.secrets import env_keys, read_keys, write_keys
+
+    coordinator = _coordinator(data_dir, address)
+    info = _call(coordinator.key_info)
+    if info["from_env"] or env_keys():
+        console.print("[red]the keys come from DMRAY_SECRET_KEY[/]: set it to 'NEW,OLD' on "
+                      "every node, restart, and run this with --keep-old to re-seal; then "
+                      "drop OLD from the variable")
+        raise typer.Exit(2)
+    path = Path(info["file"])
+    old = read_keys(path)
+    new = Fernet.generate_key()
+    write_keys(path, [new, *old])
+    counts = _call(coordinator.reseal)
+    if not keep_old:
+        write_keys(path, [new])
+    console.print(f"re-sealed with a new key: {counts['sources']} sources, {counts['tasks']} "
+                  f"tasks, {counts['templates']} templates; key file {path}"
+                  + (" (old keys kept)" if keep_old else ""))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray.exceptions import RayError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.remote import unwrap
 from errors import API_ERROR, DMError, scrub
@@ -85,6 +86,17 @@ def install(app: FastAPI) -> None:
         content_type = request.headers.get("content-type", "")
         return error_response(API_ERROR(scrub(_validation_message(exc, content_type))))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself: a body that is not even text ("There was an error
+        # parsing the body"), an unknown path (404) or method (405). DM's body all the same.
+        if exc.status_code == 400:
+            return error_response(API_ERROR(f"request body is not valid JSON: {exc.detail}"))
+        err = API_ERROR(str(exc.detail))
+        return JSONResponse(status_code=exc.status_code,
+                            content={"error_msg": str(err), "error_code": err.code},
+                            headers=getattr(exc, "headers", None))
+
     @app.exception_handler(NotFound)
     async def _nf(_: Request, __: NotFound) -> Response:
         return Response(status_code=404)
@@ -103,3 +115,49 @@ def install(app: FastAPI) -> None:
     async def _any(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error: %s", scrub(f"{type(exc).__name__}: {exc}"))
         return error_response(API_ERROR(scrub(f"{type(exc).__name__}: {exc}")))
+
+
+# --- what dm.json says of it -----------------------------------------------------------------
+# start, stop, enable, disable, relay, transfer, PUT table structure: 200, empty body (DM).
+EMPTY_200: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Done; the body is empty, as DM's"}}
+
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["error_msg", "error_code"],
+    "properties": {"error_msg": {"type": "string"}, "error_code": {"type": "integer"}},
+    "description": "DM's error envelope: error_msg is `[code=N:class=...:scope=...:"
+                   "level=...], Message: ...`",
+}
+_ERROR_RESPONSES = {
+    "400": "The operation failed, or the request is invalid (DM answers 400 for both)",
+    "401": "No token, or one that is not valid, while the server requires one",
+    "403": "A state-changing request from a web page of another site",
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """dm.json as the API behaves: every operation answers its errors with HTTP 400 (and
+    401/403 from the gate) in DM's ErrorWithMessage body; FastAPI's 422 is never sent."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        ref = {"$ref": "#/components/schemas/ErrorWithMessage"}
+        for path, ops in schema.get("paths", {}).items():
+            for method, op in ops.items():
+                responses = op.setdefault("responses", {})
+                responses.pop("422", None)
+                for code, text in _ERROR_RESPONSES.items():
+                    responses[code] = {"description": text,
+                                       "content": {"application/json": {"schema": ref}}}
+                if method == "get" and path.endswith("/sources/{source_name}"):
+                    responses["404"] = {"description": "No such source; the body is empty"}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["ErrorWithMessage"] = _ERROR_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

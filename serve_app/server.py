@@ -24,6 +24,7 @@ from ray.serve.config import HTTPOptions
 from actors.bootstrap import register_master, start_control_plane
 from actors.config import API_RESOURCE, NAMESPACE, RuntimeConfig, control_plane_options
 from serve_app.app import DMApi
+from serve_app.procfs import descendants, start_time
 
 log = logging.getLogger("dmray.server")
 
@@ -36,9 +37,11 @@ APP_NAME = "dmray"
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
-def set_serve_env() -> None:
+def set_serve_env(haproxy: bool = True) -> None:
+    """`haproxy=False` (the API over TLS): Serve's Python proxy, which terminates TLS;
+    HAProxy's frontend here speaks plain HTTP only."""
     for key, value in SERVE_ENV.items():
-        os.environ.setdefault(key, value)
+        os.environ.setdefault(key, value if haproxy else "0")
     # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): take free
     # ones, so that two servers (or a test's second server) can share one machine.
     # Likewise Serve's fallback proxy (8500, 9500), which HAProxy sends requests to while
@@ -89,14 +92,14 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+def init_ray(address: str | None, num_cpus: int | None = None, haproxy: bool = True) -> bool:
     """Connect to Ray; True when this process started a local instance (and so owns it)."""
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         return False
-    set_serve_env()
+    set_serve_env(haproxy)
     # "local" starts a fresh instance even when another cluster runs on this machine.
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False,
              num_cpus=num_cpus, resources={API_RESOURCE: 1}, log_to_driver=False)
@@ -108,10 +111,13 @@ def gcs_address() -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
-def start(cfg: RuntimeConfig, host: str = "0.0.0.0") -> Any:
-    """Start (or join) the control plane and the API; returns the coordinator handle."""
+def start(cfg: RuntimeConfig, host: str = "127.0.0.1",
+          tls: tuple[str, str] | None = None) -> Any:
+    """Start (or join) the control plane and the API (over TLS with `tls`: certificate
+    and key files); returns the coordinator handle."""
     coordinator = start_control_plane(cfg)
-    serve.start(http_options=HTTPOptions(host=host, port=cfg.port),
+    ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+    serve.start(http_options=HTTPOptions(host=host, port=cfg.port, **ssl),
                 logging_config={"enable_access_log": False, "log_level": "WARNING"})
     serve.run(DMApi.options(ray_actor_options=api_actor_options())  # type: ignore[attr-defined]
               .bind(cfg.port), name=APP_NAME, route_prefix="/")
@@ -140,17 +146,8 @@ def stop(owns_ray: bool) -> None:
 PROCESS_EXIT_WAIT_S = 5.0
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return None if fields[0] == "Z" else fields[19]  # a zombie has exited already
-
-
 def _with_start_times(pids: list[int]) -> dict[int, str]:
-    return {pid: t for pid in pids if (t := _start_time(pid)) is not None}
+    return {pid: t for pid in pids if (t := start_time(pid)) is not None}
 
 
 def _reap(started: dict[int, str], wait_s: float) -> None:
@@ -159,7 +156,7 @@ def _reap(started: dict[int, str], wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     alive = started
     while alive:
-        alive = {p: t for p, t in alive.items() if _start_time(p) == t}
+        alive = {p: t for p, t in alive.items() if start_time(p) == t}
         if not alive or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
@@ -282,25 +279,3 @@ class Stopper:
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below `pid` (children, their children, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(d.name))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found

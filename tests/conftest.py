@@ -12,9 +12,15 @@ private servers `mariadb`. A unit test that asks for either fails at collection.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The servers tests start keep their secret keys outside their data dirs, under the
+# config home (storage/secrets.py): one of the session's own, not the user's.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="dmray-test-config-")
 
 pytest_plugins = ["tests.support.fixtures_mariadb", "tests.support.fixtures_ray"]
 

@@ -815,14 +815,26 @@ def parse_create_table(sql: str) -> TableDef:
 
     Raises ValueError when it is not a CREATE TABLE with a column list.
     """
+    table_def = parse_create_statement(sql).table_def
+    assert table_def is not None
+    return table_def
+
+
+def parse_create_statement(sql: str) -> DDL:
+    """One CREATE TABLE statement with a column list, with the name it gives the table
+    (schema "" when unqualified). Raises ValueError for anything else, a second
+    statement included (table options run to the end, so it would be taken for them)."""
     try:
         toks = _tokenize(sql)
-        ddls = _statement(_P(sql, toks), _Ctx(sql, "_"))
+        if any(t.token_type == TokenType.SEMICOLON for t in toks):
+            raise ValueError("one CREATE TABLE statement is expected, not several")
+        # An unqualified name resolves to NUL, which no schema name holds.
+        ddls = _statement(_P(sql, toks), _Ctx(sql, "\x00"))
     except (TokenError, _ParseError, IndexError) as exc:
         raise ValueError(str(exc)) from None
     if len(ddls) != 1 or ddls[0].kind != "create_table" or ddls[0].table_def is None:
         raise ValueError("not a CREATE TABLE statement with a column list")
-    return ddls[0].table_def
+    return ddls[0] if ddls[0].schema != "\x00" else replace(ddls[0], schema="")
 
 
 def _statement(p: _P, c: _Ctx) -> list[DDL]:

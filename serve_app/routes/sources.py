@@ -21,7 +21,7 @@ from domain.models import (
 )
 from errors import API_ERROR, SOURCE_NOT_EXISTS
 from serve_app.deps import CoordinatorDep
-from serve_app.errors import NotFound
+from serve_app.errors import EMPTY_200, NotFound
 from serve_app.readmodel import read_model
 
 router = APIRouter(prefix="/sources", tags=["source"])
@@ -99,14 +99,16 @@ async def delete_source(source_name: str, coordinator: CoordinatorDep,
     return Response(status_code=204)
 
 
-@router.post("/{source_name}/enable", operation_id="DMAPIEnableSource")
+@router.post("/{source_name}/enable", operation_id="DMAPIEnableSource",
+             response_class=Response, responses=EMPTY_200)
 async def enable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
     await call(coordinator.enable_source.remote(source_name))
     await read_model.refresh()
     return Response(status_code=200)
 
 
-@router.post("/{source_name}/disable", operation_id="DMAPIDisableSource")
+@router.post("/{source_name}/disable", operation_id="DMAPIDisableSource",
+             response_class=Response, responses=EMPTY_200)
 async def disable_source(source_name: str, coordinator: CoordinatorDep) -> Response:
     await call(coordinator.disable_source.remote(source_name))
     await read_model.refresh()
@@ -126,7 +128,8 @@ async def source_status(source_name: str, coordinator: CoordinatorDep) -> Any:
     return {"total": len(data), "data": data}
 
 
-@router.post("/{source_name}/relay/enable", operation_id="DMAPIEnableRelay")
+@router.post("/{source_name}/relay/enable", operation_id="DMAPIEnableRelay",
+             response_class=Response, responses=EMPTY_200)
 async def enable_relay(source_name: str, coordinator: CoordinatorDep,
                        req: EnableRelayRequest | None = None) -> Response:
     body = (req or EnableRelayRequest()).model_dump(exclude_none=True)
@@ -135,7 +138,8 @@ async def enable_relay(source_name: str, coordinator: CoordinatorDep,
     return Response(status_code=200)
 
 
-@router.post("/{source_name}/relay/disable", operation_id="DMAPIDisableRelay")
+@router.post("/{source_name}/relay/disable", operation_id="DMAPIDisableRelay",
+             response_class=Response, responses=EMPTY_200)
 async def disable_relay(source_name: str, coordinator: CoordinatorDep,
                         req: DisableRelayRequest | None = None) -> Response:
     body = (req or DisableRelayRequest()).model_dump(exclude_none=True)
@@ -144,14 +148,16 @@ async def disable_relay(source_name: str, coordinator: CoordinatorDep,
     return Response(status_code=200)
 
 
-@router.post("/{source_name}/relay/purge", operation_id="DMAPIPurgeRelay")
+@router.post("/{source_name}/relay/purge", operation_id="DMAPIPurgeRelay",
+             response_class=Response, responses=EMPTY_200)
 async def purge_relay(source_name: str, req: PurgeRelayRequest,
                       coordinator: CoordinatorDep) -> Response:
     await call(coordinator.purge_relay.remote(source_name, req.model_dump(exclude_none=True)))
     return Response(status_code=200)
 
 
-@router.post("/{source_name}/transfer", operation_id="DMAPITransferSource")
+@router.post("/{source_name}/transfer", operation_id="DMAPITransferSource",
+             response_class=Response, responses=EMPTY_200)
 async def transfer_source(source_name: str, req: WorkerNameRequest,
                           coordinator: CoordinatorDep) -> Response:
     await call(coordinator.transfer_source.remote(source_name, req.worker_name))

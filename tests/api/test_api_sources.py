@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +156,41 @@ def test_names_that_need_quoting(clean: httpx.Client, source1: MariaDBServer) ->
     missing = "nö`such"
     assert_dm_error(api.get(f"/sources/{q(missing)}/status"), 46008, missing)
     assert api.delete(f"/sources/{q(name)}").status_code == 204
+
+
+def test_names_no_route_could_reach_again_are_refused(clean: httpx.Client,
+                                                       source1: MariaDBServer) -> None:
+    """A name becomes a URL path, an actor name, a directory: refused at create when a
+    route (DELETE included) could not reach it again, or it is too long for what is made
+    of it; nothing is created."""
+    api = clean
+    for bad in ("a/b", "../../x", "<script>alert(1)</script>", "a\x00b", "a\nb", "..",
+                " lead", "s" * 33, "x" * 100_000):
+        r = api.post("/sources", json=source_body(source1, bad))
+        assert_dm_error(r, 49001, "source name")
+        assert len(r.text) < 2000
+    assert api.get("/sources").json()["total"] == 0
+
+
+def test_relay_paths_that_lead_outside_the_data_dir_are_refused(
+        clean: httpx.Client, source1: MariaDBServer) -> None:
+    api = clean
+    for relay_dir in ("../../etc", "/etc", "relay/../../.."):
+        r = api.post("/sources", json=source_body(source1, "esc", relay_config={
+            "enable_relay": True, "relay_dir": relay_dir}))
+        assert_dm_error(r, 49001, "outside the directories")
+    r = api.post("/sources", json=source_body(source1, "esc", relay_config={
+        "relay_binlog_name": "../../../../x.000001"}))
+    assert_dm_error(r, 49001, "binlog file name")
+    assert api.get("/sources").json()["total"] == 0
+    assert api.post("/sources", json=source_body(source1, "esc")).status_code == 201
+    for body in ({"relay_binlog_name": "../../../../x.000001"}, {"relay_dir": "/etc"},
+                 {"relay_dir": "../../etc"}):
+        r = api.post("/sources/esc/relay/enable", json=body)
+        assert r.status_code == 400, r.text
+        assert "binlog file name" in r.text or "outside the directories" in r.text
+    assert not os.path.exists("/x.000001")
+    assert api.delete("/sources/esc").status_code == 204
 
 
 def test_update(clean: httpx.Client, source1: MariaDBServer, source2: MariaDBServer) -> None:

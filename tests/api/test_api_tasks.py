@@ -92,7 +92,8 @@ def test_full_migration_end_to_end(api: httpx.Client, shop: dict[str, str],
     assert_dm_error(api.get(f"/tasks/{q(name)}"), 46018, name)
 
 
-def test_task_errors(api: httpx.Client, shop: dict[str, str], target: MariaDBServer) -> None:
+def test_task_errors(api: httpx.Client, shop: dict[str, str], target: MariaDBServer,
+                     source1: MariaDBServer) -> None:
     name = f"err-{shop['source']}"
     body = task_body(name, target, [shop["source"]], shop["schema"], shop["tschema"])
     assert_dm_error(api.get("/tasks/nope-task"), 46018, "nope-task")
@@ -102,6 +103,20 @@ def test_task_errors(api: httpx.Client, shop: dict[str, str], target: MariaDBSer
     wrong_enum = {"task": {**body["task"], "shard_mode": "pessimistic_xxd"}}
     assert_dm_error(api.post("/tasks", json=wrong_enum), 49001)
     assert_dm_error(api.post("/tasks", json={"task": {"name": "x"}}), 49001)
+    # Names and directories a task could not live with.
+    for bad_name in ("../../t", "t/x", "t" * 43):
+        assert_dm_error(api.post("/tasks", json={"task": {**body["task"], "name": bad_name}}),
+                        49001, "task name")
+    for data_dir in ("../../etc", "/etc"):
+        esc = task_body(name, target, [shop["source"]], shop["schema"], shop["tschema"],
+                        mode="dump", data_dir=data_dir)
+        assert_dm_error(api.post("/tasks", json=esc), 49001, "outside the directories")
+    neg = task_body(name, target, [shop["source"]], shop["schema"], shop["tschema"],
+                    range_concurrency=-99)
+    assert_dm_error(api.post("/tasks", json=neg), 49001, "range_concurrency")
+    # The source server as its own target, its tables routed onto themselves.
+    loop = task_body(name, source1, [shop["source"]], shop["schema"], shop["schema"])
+    assert_dm_error(api.post("/tasks", json=loop), 49001, "onto itself", shop["source"])
     assert api.post("/tasks", json=body).status_code == 201
     assert_dm_error(api.post("/tasks", json=body), 46014, name)
     # A disabled source cannot start.

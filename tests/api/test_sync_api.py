@@ -145,6 +145,18 @@ def test_incremental_dml_and_ddl(api: httpx.Client, repl: dict[str, str],
                                                      "sql_content": "x"}), 49001)
     assert_dm_error(api.put(f"{base}/{s}/t1", json={"schema_source": "sql",
                                                      "sql_content": "DROP TABLE x"}), 44102)
+    # Another table's structure, or a second statement after it, is refused (the second
+    # statement would otherwise be taken for table options).
+    other = got["schema_create_sql"].replace(f"`{s}`.`t1`", f"`{s}`.`t3`", 1)
+    assert_dm_error(api.put(f"{base}/{s}/t1", json={"schema_source": "sql",
+                                                     "sql_content": other}), 49001, "`t3`")
+    qualified = got["schema_create_sql"].replace(f"`{s}`.`t1`", "`elsewhere`.`t1`", 1)
+    assert_dm_error(api.put(f"{base}/{s}/t1", json={"schema_source": "sql",
+                                                     "sql_content": qualified}), 49001,
+                    "`elsewhere`")
+    two = got["schema_create_sql"] + "; DROP TABLE `t1`"
+    assert_dm_error(api.put(f"{base}/{s}/t1", json={"schema_source": "sql",
+                                                     "sql_content": two}), 44102, "several")
     assert api.get(f"{base}/{s}/t1").json() == got  # unchanged by the invalid PUTs
     r = api.put(f"{base}/{s}/t1", json={"schema_source": "upstream"})
     assert r.status_code == 200, r.text

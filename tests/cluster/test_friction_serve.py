@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from serve_app.procfs import processes
 from serve_app.rayenv import read_address
 from testbed.mariadb import MariaDBServer
 from testbed.ports import free_port
@@ -27,18 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _session_processes(sid: int) -> list[str]:
     """Live (not zombie) processes of session `sid`: `dmray serve` runs in a session of its
     own, and every Ray process it starts (GCS, raylet, workers, actors) stays in it."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(f"{d.name} {stat[stat.find('(') + 1:stat.rfind(')')]}")
-    return found
+    return [f"{st.pid} {st.comm}" for st in processes()
+            if st.session == sid and not st.zombie]
 
 
 def _haproxies_on(stats_port: int) -> list[int]:

@@ -48,9 +48,11 @@ def closed_port() -> int:
 
 async def test_verify_detects_mariadb(source1: MariaDBServer) -> None:
     info = await verify(cfg_of(source1))
-    [(version,)] = source1.query("SELECT VERSION()")
+    [(version, hostname)] = source1.query("SELECT VERSION(), @@hostname")
     assert info == ServerInfo(flavor="mariadb", version=version, server_id=101, log_bin=True,
-                              binlog_format="ROW", binlog_row_image="FULL", gtid_mode="")
+                              binlog_format="ROW", binlog_row_image="FULL", gtid_mode="",
+                              hostname=hostname, port=source1.port)
+    assert info.same_server(await verify(cfg_of(source1)))
     assert "MariaDB" in info.version
 
 
@@ -58,6 +60,7 @@ async def test_verify_reads_each_servers_own_id(source2: MariaDBServer,
                                                 target: MariaDBServer) -> None:
     infos = await asyncio.gather(verify(cfg_of(source2)), verify(cfg_of(target)))
     assert [i.server_id for i in infos] == [102, 201]
+    assert not infos[0].same_server(infos[1])
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""Helpers for API tests: DM error assertions and source bodies."""
+"""Helpers for API tests: DM error assertions, source bodies, the `dmray` command."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -60,3 +64,13 @@ def drop_tagged(api: httpx.Client, tag: str, *servers: MariaDBServer) -> None:
         for (db,) in server.query("SHOW DATABASES"):
             if str(db).endswith(tag):
                 server.execute(f"DROP DATABASE `{db}`")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dmray_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`dmray ARGS` as a user runs it, from the checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "serve_app.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -48,7 +48,7 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def dm_server(ray_session: None) -> Iterator[DMServer]:
+def dm_server(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DMServer]:
     from actors.config import RuntimeConfig
     from serve_app import server
 
@@ -57,7 +57,9 @@ def dm_server(ray_session: None) -> Iterator[DMServer]:
     # crash points (mysqlkit.faults) that tests arm in fault_dir.
     cfg = RuntimeConfig.build(data_dir, port=free_port(), heartbeat_interval=0.5,
                               heartbeat_timeout=3.0, retry_timeout=RETRY_TIMEOUT_S,
-                              fault_dir=tempfile.mkdtemp(prefix="dmray-test-faults-"))
+                              fault_dir=tempfile.mkdtemp(prefix="dmray-test-faults-"),
+                              # tests name dump dirs in their tmp_path
+                              file_roots=[str(tmp_path_factory.getbasetemp())])
     coordinator = server.start(cfg, host="127.0.0.1")
     srv = DMServer(f"http://127.0.0.1:{cfg.port}", data_dir, coordinator, cfg)
     _wait_workers_online(srv, 2)

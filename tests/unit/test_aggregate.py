@@ -219,15 +219,15 @@ async def test_load_starts_from_the_snapshot(make_store: StoreFactory) -> None:
     assert (await Aggregate(spy, CLUSTER_STREAM, ClusterState).load()).cluster_id == 999
 
 
-class ClusterStateV2(ClusterState):
-    state_version = 2
+class ClusterStateNext(ClusterState):
+    state_version = ClusterState.state_version + 1
 
 
 class NotCluster(ClusterState):
     state_type = "not-cluster"
 
 
-@pytest.mark.parametrize("state_cls", [ClusterStateV2, NotCluster])
+@pytest.mark.parametrize("state_cls", [ClusterStateNext, NotCluster])
 async def test_snapshot_of_another_shape_is_ignored(
     make_store: StoreFactory, state_cls: type[ClusterState]
 ) -> None:

@@ -132,6 +132,41 @@ SPEC = es.SourceSpec(
                                       relay_binlog_gtid="0-1-2", relay_dir="/r"),
 )
 
+TSPEC = et.TaskSpec(
+    document={"name": "t", "task_mode": "full", "target_config": {
+        "host": "db", "port": 3306, "user": "root",
+        "security": {"ssl_ca_content": "CA", "ssl_cert_content": "CERT"}},
+        "source_config": {"source_conf": [{"source_name": "a"}, {"source_name": "b"}]}},
+    sealed={"target_config.password": "gAAAA-pw",
+            "target_config.security.ssl_key_content": "gAAAA-key"})
+
+
+def test_task_events_of_schema_version_1_are_read_with_their_secrets_taken_out() -> None:
+    """Version 1 stored DM's document itself, the password sealed in it and a TLS key in
+    the clear: read, they give a spec whose document holds neither."""
+    v1 = {"name": "t", "task_mode": "all", "target_config": {
+        "host": "db", "port": 3306, "user": "u", "password_enc": "gAAAA-pw",
+        "security": {"ssl_ca_content": "CA", "ssl_cert_content": "C", "ssl_key_content": "K"}},
+        "source_config": {"source_conf": [{"source_name": "a"}]}}
+    for event_type in ("task.created", "task.updated", "cluster.template_set"):
+        payload = {"task": v1, "request_id": "r", "name": "t"}
+        if event_type == "task.updated":
+            del payload["request_id"], payload["name"]
+        elif event_type == "task.created":
+            del payload["name"]
+        else:
+            del payload["request_id"]
+        ev = registry.decode(event_type, 1, orjson.dumps(payload))
+        spec = ev.task  # type: ignore[attr-defined]
+        assert isinstance(spec, et.TaskSpec)
+        assert spec.sealed == {"target_config.password": "gAAAA-pw"}
+        assert spec.unsealed == {"target_config.security.ssl_key_content": "K"}
+        assert "password_enc" not in spec.document["target_config"]
+        assert spec.document["target_config"]["security"] == {"ssl_ca_content": "CA",
+                                                              "ssl_cert_content": "C"}
+        assert spec.sources == ["a"] and spec.task_mode == "all" and spec.name == "t"
+
+
 # One sample per event type; a new event type must be added here (the test below says so).
 SAMPLES: dict[type[DomainEvent], DomainEvent] = {
     ec.ClusterInitialized: ec.ClusterInitialized(cluster_id=7_000_000_000_123),
@@ -156,10 +191,10 @@ SAMPLES: dict[type[DomainEvent], DomainEvent] = {
     ec.TaskAdded: ec.TaskAdded(task_name="t-Ë!s`t", request_id="r1", source_names=["a", "b"]),
     ec.TaskSourcesChanged: ec.TaskSourcesChanged(task_name="t", source_names=["a"]),
     ec.TaskRemoved: ec.TaskRemoved(task_name="t"),
-    ec.TemplateSet: ec.TemplateSet(name="t", task={"name": "t", "task_mode": "full"}),
+    ec.TemplateSet: ec.TemplateSet(name="t", task=TSPEC),
     ec.TemplateRemoved: ec.TemplateRemoved(name="t"),
-    et.TaskCreated: et.TaskCreated(request_id="r", task={"name": "t", "task_mode": "full"}),
-    et.TaskUpdated: et.TaskUpdated(task={"name": "t", "task_mode": "dump"}),
+    et.TaskCreated: et.TaskCreated(request_id="r", task=TSPEC),
+    et.TaskUpdated: et.TaskUpdated(task=TSPEC.model_copy(update={"sealed": {}})),
     et.TaskDeleted: et.TaskDeleted(),
     et.SubtaskStageChanged: et.SubtaskStageChanged(source_name="a", stage="Paused",
                                                    unit="Load", error_msg="[code=1]"),
@@ -168,6 +203,9 @@ SAMPLES: dict[type[DomainEvent], DomainEvent] = {
     ec.RelayStarted: ec.RelayStarted(source_name="a", worker_name="worker1",
                                      relay_dir="/r/a", relay_binlog_name="mysql-bin.000001"),
     ec.RelayStopped: ec.RelayStopped(source_name="a", worker_name="worker1"),
+    ec.TokenCreated: ec.TokenCreated(token_id="0123456789ab", name="ci", digest="f" * 64,
+                                     created_at="2026-12-03T12:00:00+00:00"),
+    ec.TokenRevoked: ec.TokenRevoked(token_id="0123456789ab"),
     et.DumpPlanned: et.DumpPlanned(source_name="a", chunks=[{"schema": "s", "index": 0}],
                                    binlog_name="mysql-bin.000001", binlog_pos=4),
     et.SubtaskProgress: et.SubtaskProgress(source_name="a", unit="Load", finished_chunks=1,
