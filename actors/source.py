@@ -70,6 +70,7 @@ class SourceManager:
             ssl_ca=sec.ssl_ca_content or None if sec else None,
             ssl_cert=sec.ssl_cert_content or None if sec else None,
             ssl_key=self.box.decrypt(sec.ssl_key_content_enc) or None if sec else None,
+            ssl_verify_identity=bool(sec and sec.ssl_verify_identity),
         )
 
     def _spec_of(self, src: Source, keep: SourceSpec | None) -> SourceSpec:
@@ -88,6 +89,7 @@ class SourceManager:
                 ssl_cert_content=src.security.ssl_cert_content,
                 ssl_key_content_enc=key_enc,
                 cert_allowed_cn=src.security.cert_allowed_cn or [],
+                ssl_verify_identity=bool(src.security.ssl_verify_identity),
             )
         return SourceSpec(
             source_name=self.name,
@@ -126,6 +128,8 @@ class SourceManager:
                 "ssl_key_content": MASKED_PASSWORD,
                 "cert_allowed_cn": spec.security.cert_allowed_cn,
             }
+            if spec.security.ssl_verify_identity:
+                out["security"]["ssl_verify_identity"] = True
         return out
 
     # --- commands -----------------------------------------------------------------

@@ -90,7 +90,8 @@ def target_conn(task: Task) -> upstream.ConnConfig:
         host=tc.host, port=tc.port, user=tc.user, password=tc.password,
         ssl_ca=sec.ssl_ca_content or None if sec else None,
         ssl_cert=sec.ssl_cert_content or None if sec else None,
-        ssl_key=sec.ssl_key_content or None if sec else None)
+        ssl_key=sec.ssl_key_content or None if sec else None,
+        ssl_verify_identity=bool(sec and sec.ssl_verify_identity))
 
 
 def _with_secrets(document: dict[str, Any], value: Any) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class Security(_Model):
     ssl_cert_content: StrictStr
     ssl_key_content: StrictStr
     cert_allowed_cn: list[StrictStr] | None = None
+    # dmray's addition (DM ignores it): check the server certificate's host name too.
+    ssl_verify_identity: StrictBool | None = None
 
 
 class Purge(_Model):

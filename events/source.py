@@ -19,6 +19,7 @@ class StoredSecurity(BaseModel):
     ssl_cert_content: str = ""
     ssl_key_content_enc: str = ""
     cert_allowed_cn: list[str] = []
+    ssl_verify_identity: bool = False
 
 
 class StoredPurge(BaseModel):

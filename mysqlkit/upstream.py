@@ -56,10 +56,13 @@ class ConnConfig:
     ssl_ca: str | None = None
     ssl_cert: str | None = None
     ssl_key: str | None = None
+    # Check the server certificate's name against `host` too (MySQL's
+    # --ssl-verify-server-cert); needs ssl_ca.
+    ssl_verify_identity: bool = False
 
     @property
     def uses_tls(self) -> bool:
-        return bool(self.ssl_ca or self.ssl_cert or self.ssl_key)
+        return bool(self.ssl_ca or self.ssl_cert or self.ssl_key or self.ssl_verify_identity)
 
     def __repr__(self) -> str:
         # Configs end up in logs and error reports: never show the password or the key.
@@ -145,11 +148,14 @@ def _ssl_context(cfg: ConnConfig) -> ssl.SSLContext | None:
         return None
     if cfg.ssl_key and not cfg.ssl_cert:
         raise CONFIG_INVALID("ssl-key is set but ssl-cert is not")
+    if cfg.ssl_verify_identity and not cfg.ssl_ca:
+        raise CONFIG_INVALID("ssl_verify_identity needs ssl_ca_content: the CA that signed "
+                             "the server's certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # The chain is verified against the given CA, the host name is not: MySQL server
-    # certificates are often auto-generated or issued for a name other than the address
-    # dialled (DM behaves the same).
-    ctx.check_hostname = False
+    # By default the chain is verified against the given CA and the host name is not:
+    # MySQL server certificates are often auto-generated or issued for a name other than
+    # the address dialled (DM behaves the same). ssl_verify_identity asks for both.
+    ctx.check_hostname = cfg.ssl_verify_identity
     if cfg.ssl_ca:
         ctx.load_verify_locations(cadata=cfg.ssl_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED

@@ -194,7 +194,6 @@ AddressOpt = Annotated[str | None, typer.Option(
 def _coordinator(data_dir: Path, address: str | None) -> Any:
     import os
 
-    from actors.bootstrap import connect
     from serve_app import rayenv
 
     target = address or os.environ.get("RAY_ADDRESS") or rayenv.read_address(data_dir)
@@ -202,7 +201,9 @@ def _coordinator(data_dir: Path, address: str | None) -> Any:
         console.print(f"no running dmray serve in {data_dir} (no "
                       f"{rayenv.address_file(data_dir)}): give --data-dir or --address")
         raise typer.Exit(1)
-    rayenv.use_token_auth()
+    rayenv.use_token_auth()  # before Ray is imported: it reads the variable once
+    from actors.bootstrap import connect
+
     return connect(target)
 
 

@@ -20,7 +20,7 @@ def test_every_answer_is_what_dm_json_says(dm_server: DMServer, api: httpx.Clien
     topology = api.get("/cluster/info").json().get("topology")
     try:
         result = run_schemathesis(dm_server.base_url, tmp_path / "report.json",
-                                  max_examples=2, max_time=30)
+                                  max_examples=2, max_time=15)
     finally:
         # Generated templates and topologies are valid input: take them out again.
         for t in api.get("/tasks/templates").json()["data"]:

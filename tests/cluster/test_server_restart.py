@@ -1,13 +1,16 @@
 """The whole server stopped (Ray included) and started again on the same data dir: sources,
-bindings, workers, masters and cluster info come back from the event log.
+bindings, workers, masters, cluster info and API tokens come back from the event log.
 
-This runs `dmray serve` as a user does, in its own process with its own local Ray.
+This runs `dmray serve` as a user does, in its own process with its own local Ray. The
+SQLite run comes back as an operator exposes a server: a token made with `dmray token
+create` while it ran, then `--host 0.0.0.0` over TLS: HTTPS only, and only with the token.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,29 +23,31 @@ import pytest
 
 from testbed.mariadb import MariaDBServer
 from testbed.ports import free_port
-from tests.support.api import source_body
+from testbed.tls import make_tls
+from tests.support.api import dmray_cli, source_body
 
 
-def start_server(data_dir: Path, port: int, log: Path,
-                 store_url: str | None) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, log: Path, store_url: str | None,
+                 *extra: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     store = ["--store-url", store_url] if store_url else []
+    host = [] if "--host" in extra else ["--host", "127.0.0.1"]
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "serve_app.cli", "serve", "--data-dir", str(data_dir),
-             "--port", str(port), "--host", "127.0.0.1", "--num-cpus", "1", *store],
+             "--port", str(port), "--num-cpus", "1", *host, *store, *extra],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path,
-               timeout: float = 120.0) -> None:
+               timeout: float = 120.0, **client: Any) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"dmray serve exited {proc.returncode}:\n{log.read_text()}")
         try:
-            r = httpx.get(f"{base}/cluster/workers", timeout=5)
+            r = httpx.get(f"{base}/cluster/workers", timeout=5, **client)
             if r.status_code == 200 and sum(
                     w["bound_stage"] != "offline" for w in r.json()["data"]) >= 2:
                 return
@@ -61,8 +66,8 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def observe(base: str) -> dict[str, Any]:
-    with httpx.Client(base_url=base, timeout=30) as c:
+def observe(base: str, **client: Any) -> dict[str, Any]:
+    with httpx.Client(base_url=base, timeout=30, **client) as c:
         return {
             "sources": c.get("/sources", params={"with_status": True}).json(),
             "workers": [(w["name"], w["addr"], w["bound_source_name"])
@@ -99,6 +104,17 @@ def test_restart_whole_server(tmp_path: Path, source1: MariaDBServer,
             assert c.put("/cluster/info", json={"grafana_topology": {
                 "host": "10.1.1.1", "port": 3000}}).status_code == 200
         before = observe(base)
+        again: list[str] = []
+        client: dict[str, Any] = {}
+        if store_url is None:  # back beyond loopback, over TLS, with a token made now
+            made = dmray_cli("token", "create", "--name", "ops", "--data-dir", str(data_dir))
+            assert made.returncode == 0, made.stderr
+            tls = make_tls(tmp_path / "tls", "127.0.0.1")
+            again = ["--host", "0.0.0.0", "--tls-cert", str(tls.cert), "--tls-key",
+                     str(tls.key)]
+            client = {"verify": ssl.create_default_context(cafile=str(tls.ca_cert)),
+                      "headers": {"Authorization": f"Bearer {made.stdout.strip()}"}}
+            base = base.replace("http://", "https://")
     finally:
         stop_server(proc)
     if store_url is None:
@@ -107,16 +123,22 @@ def test_restart_whole_server(tmp_path: Path, source1: MariaDBServer,
         assert not (data_dir / "events.sqlite3").exists()
         assert target.query(f"SELECT COUNT(*) FROM `{db}`.dmray_events")[0][0] >= 6
 
-    proc = start_server(data_dir, port, log, store_url)
+    proc = start_server(data_dir, port, log, store_url, *again)
     try:
-        wait_ready(base, proc, log)
-        after = observe(base)
+        wait_ready(base, proc, log, **client)
+        after = observe(base, **client)
         assert after == before
         assert after["sources"]["total"] == 2
         assert after["workers"][1][2] == "keep-1"
-        with httpx.Client(base_url=base, timeout=30) as c:
+        with httpx.Client(base_url=base, timeout=30, **client) as c:
             # The stored, encrypted password still opens the upstream after the restart.
             assert "mysql" in c.get("/sources/keep-1/schemas").json()
             assert c.get("/sources/keep-2").json()["enable"] is False
+        if client:
+            refused = httpx.get(f"{base}/sources", verify=client["verify"], timeout=5)
+            assert refused.status_code == 401 and refused.json()["error_code"] == 49401
+            with pytest.raises(httpx.HTTPError):  # plain HTTP gets no answer from the TLS port
+                httpx.get(base.replace("https://", "http://") + "/sources",
+                          headers=client["headers"], timeout=5).raise_for_status()
     finally:
         stop_server(proc)

@@ -15,7 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from actors.task_spec import target_conn
+from domain.task_models import Task
 from errors import DMError
+from mysqlkit.precheck.run import precheck
 from mysqlkit.sqlquote import quote_ident
 from mysqlkit.upstream import (
     ConnConfig,
@@ -26,6 +29,7 @@ from mysqlkit.upstream import (
     verify,
 )
 from testbed.mariadb import MariaDBServer
+from testbed.tls import make_tls
 
 pytestmark = pytest.mark.mariadb
 
@@ -321,3 +325,60 @@ async def test_tls_key_without_cert_is_config_error() -> None:
     with pytest.raises(DMError) as info:
         await verify(cfg)
     assert info.value.code == 20001
+
+
+@pytest.fixture(scope="module")
+def tls_ip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MariaDBServer,
+                                                                               str]]:
+    """A TLS server whose certificate names 127.0.0.1, and the CA that signed it."""
+    tls = make_tls(tmp_path_factory.mktemp("tls-ip"), "127.0.0.1")
+    server = MariaDBServer(302, name="tls-ip", extra_args=[
+        f"--ssl-ca={tls.ca_cert}", f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"])
+    with server:
+        server.execute("CREATE USER tls_admin@'%' IDENTIFIED BY 'tls-pw' REQUIRE SSL; "
+                       "GRANT ALL PRIVILEGES ON *.* TO tls_admin@'%'")
+        yield server, tls.ca_cert.read_text()
+
+
+async def test_tls_host_name_checked_when_asked(tls_server: MariaDBServer,
+                                                tls_pems: dict[str, str],
+                                                tls_ip_server: tuple[MariaDBServer, str]
+                                                ) -> None:
+    # The fixture's certificate names "some-other-name": accepted by the CA alone, refused
+    # once its name is checked against the address dialled.
+    named_other = cfg_of(tls_server, user="tls_user", password="tls-pw", ssl_ca=tls_pems["ca"])
+    assert await _cipher(named_other)
+    with pytest.raises(DMError) as info:
+        await verify(cfg_of(tls_server, user="tls_user", password="tls-pw",
+                            ssl_ca=tls_pems["ca"], ssl_verify_identity=True))
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.cause and "mismatch" in info.value.cause
+    server, ca = tls_ip_server
+    assert await _cipher(cfg_of(server, user="tls_admin", password="tls-pw", ssl_ca=ca,
+                                ssl_verify_identity=True))
+    with pytest.raises(DMError) as no_ca:
+        await verify(cfg_of(server, ssl_verify_identity=True))
+    assert no_ca.value.code == 20001 and "ssl_ca" in str(no_ca.value)
+
+
+async def test_precheck_reaches_a_tls_only_target_with_its_security(
+        source1: MariaDBServer, tls_ip_server: tuple[MariaDBServer, str]) -> None:
+    """The precheck of a task create connects to the target as the task will: with its
+    `security` (it used to ignore it, so a TLS-only target failed with 1045)."""
+    server, ca = tls_ip_server
+    target: dict[str, object] = {"host": server.host, "port": server.port,
+                                 "user": "tls_admin", "password": "tls-pw"}
+    body = {"name": "tls-precheck", "task_mode": "full", "target_config": target,
+            "table_migrate_rule": [{"source": {"source_name": "s1", "schema": "mysql",
+                                               "table": "*"}}],
+            "source_config": {"source_conf": [{"source_name": "s1"}]},
+            "ignore_checking_items": ["version"]}
+    sources = {"s1": cfg_of(source1)}
+    plain = await precheck(Task.model_validate(body), sources,
+                           target_conn(Task.model_validate(body)))
+    assert not plain.passed and "Access denied" in plain.text()
+    secure = {**body, "target_config": {**target, "security": {
+        "ssl_ca_content": ca, "ssl_cert_content": "", "ssl_key_content": "",
+        "ssl_verify_identity": True}}}
+    task = Task.model_validate(secure)
+    result = await precheck(task, sources, target_conn(task))
+    assert "Access denied" not in result.text(), result.text()

@@ -70,7 +70,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def dmray_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """`dmray ARGS` as a user runs it, from the checkout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """`dmray ARGS` as a user runs it, from the checkout (not told the test session's Ray:
+    it finds a cluster by --address or --data-dir)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "serve_app.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
