@@ -13,6 +13,7 @@ curl, dmctl or a driver script send neither.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from domain.tokens import accepted, from_authorization
-from errors import AUTH_REQUIRED, CROSS_SITE_REFUSED, DMError
+from errors import API_ERROR, AUTH_REQUIRED, CROSS_SITE_REFUSED, DMError
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -30,6 +31,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Policy = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+log = logging.getLogger("dmray.api")
 
 
 class AuthGate:
@@ -62,7 +65,12 @@ class AuthGate:
             return 403, CROSS_SITE_REFUSED(
                 f"{method} from another site (Origin {headers.get('origin', '?')[:100]!r}) "
                 "is refused: the API does not take state-changing requests from web pages")
-        required, digests = await self.policy()
+        try:
+            required, digests = await self.policy()
+        except Exception as exc:  # the coordinator restarting: refuse, never guess open
+            log.warning("auth policy unavailable: %s", type(exc).__name__)
+            return 503, API_ERROR("the control plane is not reachable right now, please "
+                                  "retry")
         if not required and not digests:
             return None
         token = from_authorization(headers.get("authorization", ""))

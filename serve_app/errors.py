@@ -132,12 +132,14 @@ _ERROR_RESPONSES = {
     "400": "The operation failed, or the request is invalid (DM answers 400 for both)",
     "401": "No token, or one that is not valid, while the server requires one",
     "403": "A state-changing request from a web page of another site",
+    "503": "The control plane cannot be reached right now (a restart): retry",
 }
 
 
 def document_errors(app: FastAPI) -> None:
     """dm.json as the API behaves: every operation answers its errors with HTTP 400 (and
-    401/403 from the gate) in DM's ErrorWithMessage body; FastAPI's 422 is never sent."""
+    401/403/503 from the gate) in DM's ErrorWithMessage body; FastAPI's 422 is never
+    sent."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -102,3 +102,17 @@ async def test_state_changing_requests_from_other_sites_are_refused(
         assert (await client.get("/x", headers=headers)).status_code == 200  # reads are safe
     same = {"Origin": "http://api.local:8261", "Sec-Fetch-Site": "same-origin"}
     assert (await client.post("/x", headers=same)).status_code == 200
+
+
+async def test_no_policy_means_no_entry() -> None:
+    """While the read model cannot be had (the coordinator restarting), refuse; the body is
+    DM's, never a traceback."""
+    async def broken() -> tuple[bool, dict[str, str]]:
+        raise ConnectionError("coordinator gone")
+
+    inner = Starlette(routes=[Route("/x", _ok)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=AuthGate(inner, broken)),
+                                 base_url="http://api.local") as c:
+        r = await c.get("/x")
+    assert r.status_code == 503 and r.json()["error_code"] == 49001
+    assert "retry" in r.json()["error_msg"] and "Traceback" not in r.text
