@@ -57,9 +57,8 @@ def masked_task(task: Task) -> dict[str, Any]:
     """A Task given in a request, as a response may show it (the converters)."""
     doc = task.dump()
     for path in SECRET_FIELDS:
-        if take_field(doc, path) is not None:
-            _put(doc, path, MASKED_PASSWORD)
-    return doc
+        take_field(doc, path)
+    return _with_secrets(doc, lambda _: MASKED_PASSWORD)
 
 
 def masks_secrets(task: Task) -> bool:

@@ -31,6 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Policy = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READ = frozenset({"authorization", "origin", "host", "sec-fetch-site"})
 
 log = logging.getLogger("dmray.api")
 
@@ -46,8 +47,9 @@ class AuthGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        # Only the few headers the gate reads (this runs for every request).
+        headers = {name: v.decode("latin-1") for k, v in scope.get("headers", [])
+                   if (name := k.decode("latin-1").lower()) in _READ}
         refusal = await self._refusal(scope["method"], headers)
         if refusal is None:
             await self.app(scope, receive, send)

@@ -147,11 +147,7 @@ def status(
     from serve_app import rayenv
 
     env = dict(os.environ)
-    target = address or env.get("RAY_ADDRESS") or rayenv.read_address(data_dir)
-    if not target:
-        console.print(f"no running dmray serve in {data_dir} (no "
-                      f"{rayenv.address_file(data_dir)}): give --data-dir or --address")
-        raise typer.Exit(1)
+    target = _cluster_address(data_dir, address)
     rayenv.use_token_auth(env)
     ray_cli = Path(sys.executable).with_name("ray")
     cmd = [str(ray_cli) if ray_cli.exists() else "ray", "status", "--address", target]
@@ -191,7 +187,8 @@ AddressOpt = Annotated[str | None, typer.Option(
          "--data-dir runs on")]
 
 
-def _coordinator(data_dir: Path, address: str | None) -> Any:
+def _cluster_address(data_dir: Path, address: str | None) -> str:
+    """The Ray cluster of the `dmray serve` in data_dir (or the one given)."""
     import os
 
     from serve_app import rayenv
@@ -201,6 +198,13 @@ def _coordinator(data_dir: Path, address: str | None) -> Any:
         console.print(f"no running dmray serve in {data_dir} (no "
                       f"{rayenv.address_file(data_dir)}): give --data-dir or --address")
         raise typer.Exit(1)
+    return target
+
+
+def _coordinator(data_dir: Path, address: str | None) -> Any:
+    from serve_app import rayenv
+
+    target = _cluster_address(data_dir, address)
     rayenv.use_token_auth()  # before Ray is imported: it reads the variable once
     from actors.bootstrap import connect
 

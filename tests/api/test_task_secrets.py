@@ -24,21 +24,24 @@ from tests.support.fixtures_ray import DMServer
 from tests.support.tasks import task_body
 
 
-def _with_key(body: dict[str, Any], key: str) -> dict[str, Any]:
-    target = {**body["target_config"],
-              "security": {"ssl_ca_content": "CA-PEM", "ssl_cert_content": "CERT-PEM",
-                           "ssl_key_content": key}}
-    return {**body, "target_config": target, "ignore_checking_items": ["all"]}
+def _keyed_task(prefix: str, target: MariaDBServer) -> tuple[str, str, str, dict[str, Any]]:
+    """(source name, task name, TLS key, task body): a task whose target has a TLS key."""
+    tag = uuid.uuid4().hex[:6]
+    src, name = f"{prefix}-{tag}", f"{prefix}task-{tag}"
+    key = f"-----BEGIN PRIVATE KEY-----{uuid.uuid4().hex}"
+    body = task_body(name, target, [src], f"s_{tag}", f"t_{tag}")["task"]
+    security = {"ssl_ca_content": "CA-PEM", "ssl_cert_content": "CERT-PEM",
+                "ssl_key_content": key}
+    return src, name, key, {**body, "target_config": {**body["target_config"],
+                                                      "security": security},
+                            "ignore_checking_items": ["all"]}
 
 
 def test_target_secrets_are_sealed_masked_and_kept(api: httpx.Client, source1: MariaDBServer,
                                                    target: MariaDBServer,
                                                    dm_server: DMServer) -> None:
-    tag = uuid.uuid4().hex[:6]
-    src, name = f"sec-{tag}", f"sectask-{tag}"
-    key = f"-----BEGIN PRIVATE KEY-----{uuid.uuid4().hex}"
+    src, name, key, body = _keyed_task("sec", target)
     assert api.post("/sources", json=source_body(source1, src)).status_code == 201
-    body = _with_key(task_body(name, target, [src], f"s_{tag}", f"t_{tag}")["task"], key)
     secrets = (key, target.password)
     responses: list[httpx.Response] = []
     try:
@@ -112,10 +115,7 @@ def _sealed_in_log(store_url: str, stream: str) -> list[str]:
 def test_key_rotation_reseals_every_secret(api: httpx.Client, source1: MariaDBServer,
                                            target: MariaDBServer,
                                            dm_server: DMServer) -> None:
-    tag = uuid.uuid4().hex[:6]
-    src, name = f"rot-{tag}", f"rottask-{tag}"
-    key = f"-----BEGIN PRIVATE KEY-----{uuid.uuid4().hex}"
-    body = _with_key(task_body(name, target, [src], f"s_{tag}", f"t_{tag}")["task"], key)
+    src, name, key, body = _keyed_task("rot", target)
     key_file = Path(dm_server.cfg.secret_key_file)
     old = read_keys(key_file)
     try:
